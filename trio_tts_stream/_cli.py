@@ -1,0 +1,243 @@
+"""Command line: ``python -m trio_tts_stream {say,serve,devices}``.
+
+Exit status: 0 done; 1 unexpected failure; 2 bad option or configuration; 3 the server
+answered with an error; 4 network, timeout or TLS failure; 5 undecodable audio; 6 audio
+device failure; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ._config import StreamConfig
+from ._download import DEFAULT_BASE_URL, SpeechRequest
+from ._exceptions import (
+    AudioDeviceError,
+    ConfigError,
+    DecodeError,
+    HTTPStatusError,
+    SourceError,
+    TTSStreamError,
+)
+from ._metrics import PlaybackReport
+from ._player import open_playback
+from ._sinks import AudioSink, NullSink, SoundDeviceSink, WavFileSink, import_sounddevice
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_HTTP, EXIT_NETWORK, EXIT_DECODE, EXIT_DEVICE = range(7)
+EXIT_INTERRUPTED = 130
+
+_SAY_EXAMPLES = """\
+examples:
+  python -m trio_tts_stream serve --port 8880 &
+  python -m trio_tts_stream say "Hello there" --base-url http://127.0.0.1:8880/v1
+  echo "From stdin" | python -m trio_tts_stream say - --output hello.wav
+  python -m trio_tts_stream say "Measure me" --null --json --format wav
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to document the CLI)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_tts_stream",
+        description="Play text-to-speech audio while it downloads.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    say = sub.add_parser(
+        "say",
+        help="speak text through an OpenAI-compatible /audio/speech endpoint",
+        description="Ask an OpenAI-compatible server to speak TEXT and play it as it arrives.",
+        epilog=_SAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    say.add_argument("text", metavar="TEXT", help="text to speak, or - to read it from stdin")
+    say.add_argument("--base-url", help="API base URL (default: $OPENAI_BASE_URL or OpenAI's)")
+    say.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY); never printed")
+    say.add_argument("--model", default="gpt-4o-mini-tts", help="TTS model (default: %(default)s)")
+    say.add_argument("--voice", default="alloy", help="voice (default: %(default)s)")
+    say.add_argument("--format", default="pcm", dest="response_format",
+                     choices=["pcm", "wav", "mp3", "aac", "flac", "opus"],
+                     help="response_format to ask for (default: %(default)s)")
+    say.add_argument("--speed", type=float, help="speaking speed, 0.25 to 4.0")
+    say.add_argument("--instructions", help="voice instructions (gpt-4o-mini-tts)")
+    out = say.add_mutually_exclusive_group()
+    out.add_argument("--device", help="output device index or name (see `devices`)")
+    out.add_argument("--output", metavar="FILE.wav", help="write a WAV file instead of playing")
+    out.add_argument("--null", action="store_true",
+                     help="play into a silent real-time sink (measure without a speaker)")
+    say.add_argument("--no-stream", action="store_true",
+                     help="download everything before playing (the slow old way)")
+    say.add_argument("--buffer-ms", type=_positive_float,
+                     help="audio to buffer before starting, ms (default 150)")
+    say.add_argument("--rebuffer-ms", type=_positive_float,
+                     help="audio to buffer after an underrun, ms (default 300)")
+    say.add_argument("--max-buffer", type=_positive_float, metavar="SECONDS",
+                     help="output buffer capacity, seconds (default 2.0)")
+    say.add_argument("--chunk-size", type=_positive_int, help="bytes per read (default 4096)")
+    say.add_argument("--ca-file", help="trust this CA bundle (PEM) for https")
+    say.add_argument("--json", action="store_true",
+                     help="print one JSON object with the report on stdout at the end")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the bundled OpenAI-compatible test TTS server",
+        description="Serve POST /v1/audio/speech on 127.0.0.1 with a deterministic voice.",
+        epilog="example:\n  python -m trio_tts_stream serve --port 8880 --ttfb-ms 300 "
+        "--realtime-factor 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .testing._serve_cli import add_serve_arguments
+
+    add_serve_arguments(serve)
+
+    sub.add_parser(
+        "devices",
+        help="list audio output devices",
+        description="List PortAudio output devices (index, name, default rate, channels).",
+        epilog="example:\n  python -m trio_tts_stream devices",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _exit_code(exc: TTSStreamError) -> int:
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, HTTPStatusError):
+        return EXIT_HTTP
+    if isinstance(exc, SourceError):
+        return EXIT_NETWORK
+    if isinstance(exc, DecodeError):
+        return EXIT_DECODE
+    if isinstance(exc, AudioDeviceError):
+        return EXIT_DEVICE
+    return EXIT_FAILURE
+
+
+def _read_text(args: argparse.Namespace) -> str:
+    text: str = args.text
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise ConfigError("no text to speak: pass TEXT or pipe text into `say -`")
+    return text.strip()
+
+
+def _make_sink(args: argparse.Namespace, config: StreamConfig) -> AudioSink:
+    if args.output:
+        return WavFileSink(args.output, buffer_s=config.max_buffer_s)
+    if args.null:
+        return NullSink(buffer_s=config.max_buffer_s)
+    device: int | str | None = args.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    return SoundDeviceSink(device, buffer_s=config.max_buffer_s)
+
+
+async def _say(args: argparse.Namespace) -> PlaybackReport:
+    config = StreamConfig.from_env(
+        streaming=False if args.no_stream else None,
+        buffer_ms=args.buffer_ms,
+        rebuffer_ms=args.rebuffer_ms,
+        max_buffer_s=args.max_buffer,
+        chunk_size=args.chunk_size,
+    )
+    request = SpeechRequest(
+        input=_read_text(args),
+        model=args.model,
+        voice=args.voice,
+        response_format=args.response_format,
+        speed=args.speed,
+        instructions=args.instructions,
+        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None,
+    )
+    verify: ssl.SSLContext | bool = True
+    if args.ca_file:
+        try:
+            verify = ssl.create_default_context(cafile=args.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--ca-file {args.ca_file!r} cannot be used: {exc}") from None
+    async with _make_sink(args, config) as sink, open_playback(
+        request, sink=sink, config=config, verify=verify
+    ) as playback:
+        pass
+    return playback.report
+
+
+def _devices() -> int:
+    sd = import_sounddevice()
+    default_out = sd.default.device[1]
+    found = False
+    for index, dev in enumerate(sd.query_devices()):
+        if dev["max_output_channels"] <= 0:
+            continue
+        found = True
+        mark = "*" if index == default_out else " "
+        print(f"{mark} {index:3d}  {dev['name']}  "
+              f"({dev['default_samplerate']:.0f} Hz, {dev['max_output_channels']} ch)")
+    if not found:
+        print("no output devices found", file=sys.stderr)
+        return EXIT_DEVICE
+    return EXIT_OK
+
+
+def _print_json(report: PlaybackReport) -> None:
+    data: dict[str, Any] = report.to_dict()
+    print(json.dumps(data, sort_keys=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "devices":
+            return _devices()
+        if args.command == "serve":
+            from .testing._serve_cli import run_serve
+
+            trio.run(run_serve, args)
+            return EXIT_OK
+        report = trio.run(_say, args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TTSStreamError as exc:
+        if args.command == "say" and getattr(args, "json", False) and exc.report is not None:
+            _print_json(exc.report)
+        print(f"error: {exc}", file=sys.stderr)
+        return _exit_code(exc)
+    if args.json:
+        _print_json(report)
+    return EXIT_OK

@@ -1,0 +1,154 @@
+"""Streaming configuration: one frozen object, from arguments and/or the environment.
+
+Precedence, highest first: explicit arguments, ``TRIO_TTS_STREAM_*`` variables, the
+``VOICEMODE_*`` variables that voicemode users already set, the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import ConfigError
+
+__all__ = ["ENV_VARIABLES", "StreamConfig"]
+
+#: field name -> (our variable, voicemode's variable or None)
+ENV_VARIABLES: dict[str, tuple[str, str | None]] = {
+    "streaming": ("TRIO_TTS_STREAM_STREAMING_ENABLED", "VOICEMODE_STREAMING_ENABLED"),
+    "buffer_ms": ("TRIO_TTS_STREAM_BUFFER_MS", "VOICEMODE_STREAM_BUFFER_MS"),
+    "chunk_size": ("TRIO_TTS_STREAM_CHUNK_SIZE", "VOICEMODE_STREAM_CHUNK_SIZE"),
+    "max_buffer_s": ("TRIO_TTS_STREAM_MAX_BUFFER", "VOICEMODE_STREAM_MAX_BUFFER"),
+    "rebuffer_ms": ("TRIO_TTS_STREAM_REBUFFER_MS", None),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How audio is fetched, buffered and started.
+
+    Memory ceiling of one playback: ``max_buffer_s`` seconds of decoded audio in the
+    output ring buffer, plus ``queue_blocks`` decoded blocks in the channel between the
+    download and playback tasks (one block is what one ``chunk_size`` read decodes to:
+    4096 bytes of 24 kHz s16 pcm = 85 ms), plus one ``chunk_size`` read.
+
+    Attributes:
+        streaming: Play while downloading. ``False`` downloads everything first, then
+            plays (the old behaviour; also the benchmark baseline).
+        buffer_ms: Decoded audio (ms) buffered before playback starts.
+        chunk_size: Bytes per read from the HTTP response.
+        max_buffer_s: Capacity of the output ring buffer in seconds; when it is full the
+            download is slowed down (backpressure) instead of using more memory.
+        rebuffer_ms: Audio (ms) to buffer again after an underrun before resuming.
+        queue_blocks: Decoded blocks the download task may run ahead of playback.
+        connect_timeout_s: Seconds to wait for the connection to the server.
+        read_timeout_s: Seconds to wait for the next bytes of the response.
+    """
+
+    streaming: bool = True
+    buffer_ms: float = 150.0
+    chunk_size: int = 4096
+    max_buffer_s: float = 2.0
+    rebuffer_ms: float = 300.0
+    queue_blocks: int = 16
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, want: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise ConfigError(f"{name}={value!r} is invalid: it must be {want}")
+
+        def finite(x: float) -> bool:
+            return isinstance(x, (int, float)) and math.isfinite(x)
+
+        check("streaming", isinstance(self.streaming, bool), "True or False")
+        check("max_buffer_s", finite(self.max_buffer_s) and 0.05 <= self.max_buffer_s <= 600,
+              "a number of seconds from 0.05 to 600")
+        limit = self.max_buffer_s * 1000
+        check("buffer_ms", finite(self.buffer_ms) and 0 <= self.buffer_ms <= limit,
+              f"a number of ms from 0 to max_buffer_s*1000 ({limit:g})")
+        check("rebuffer_ms", finite(self.rebuffer_ms) and 0 <= self.rebuffer_ms <= limit,
+              f"a number of ms from 0 to max_buffer_s*1000 ({limit:g})")
+        check("chunk_size", isinstance(self.chunk_size, int) and 1 <= self.chunk_size <= 1 << 20,
+              "a whole number of bytes from 1 to 1048576")
+        check("queue_blocks", isinstance(self.queue_blocks, int) and 1 <= self.queue_blocks <= 4096,
+              "a whole number from 1 to 4096")
+        check("connect_timeout_s", finite(self.connect_timeout_s) and self.connect_timeout_s > 0,
+              "a positive number of seconds")
+        check("read_timeout_s", finite(self.read_timeout_s) and self.read_timeout_s > 0,
+              "a positive number of seconds")
+
+    def replace(self, **changes: Any) -> StreamConfig:
+        """Return a copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> StreamConfig:
+        """Build a config from environment variables, then apply ``overrides``.
+
+        Reads ``TRIO_TTS_STREAM_STREAMING_ENABLED``, ``TRIO_TTS_STREAM_BUFFER_MS``,
+        ``TRIO_TTS_STREAM_CHUNK_SIZE``, ``TRIO_TTS_STREAM_MAX_BUFFER`` (seconds) and
+        ``TRIO_TTS_STREAM_REBUFFER_MS``, and voicemode's ``VOICEMODE_STREAMING_ENABLED``,
+        ``VOICEMODE_STREAM_BUFFER_MS``, ``VOICEMODE_STREAM_CHUNK_SIZE`` and
+        ``VOICEMODE_STREAM_MAX_BUFFER``; ours win over voicemode's. Overrides whose value
+        is ``None`` are ignored, so CLI options can be passed straight through.
+
+        Raises:
+            ConfigError: A variable has a value that cannot be used; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, names in ENV_VARIABLES.items():
+            for name in names:
+                if name is not None and env.get(name, "").strip():
+                    values[field] = _parse(field, name, env[name].strip())
+                    break
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            source = _source_of(exc, env, overrides)
+            if source is None:
+                raise
+            raise ConfigError(f"{source}: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _parse(field: str, name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in dataclasses.fields(StreamConfig)}[field]
+    try:
+        if kind == "bool":
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(raw)
+        return float(raw)
+    except ValueError:
+        want = {"bool": "true or false", "int": "a whole number"}.get(kind, "a number")
+        raise ConfigError(f"environment variable {name}={raw!r} is invalid: expected {want}") from None
+
+
+def _source_of(exc: ConfigError, env: Mapping[str, str], overrides: Mapping[str, Any]) -> str | None:
+    """Name the environment variable behind a validation error, if one is."""
+    field = str(exc).split("=", 1)[0]
+    if field in overrides and overrides[field] is not None:
+        return None
+    for name in ENV_VARIABLES.get(field, ()):
+        if name is not None and env.get(name, "").strip():
+            return f"environment variable {name}={env[name].strip()!r}"
+    return None

@@ -1,0 +1,148 @@
+"""The one exception hierarchy of trio_tts_stream.
+
+Users catch these types, never httpx's, h11's or PortAudio's: foreign exceptions are
+mapped at exactly one boundary each (:mod:`._download` for HTTP, :mod:`._sinks` for
+audio devices) with ``raise ... from``.
+
+::
+
+    TTSStreamError
+    ├── ConfigError                 bad argument, option or environment variable
+    ├── StateTransitionError        illegal playback-state transition (a bug, not input)
+    ├── SourceError                 getting the bytes failed
+    │   ├── HTTPStatusError         the server answered with an error status
+    │   │   ├── BadRequestError         400 / 422: the server's message says why
+    │   │   ├── AuthenticationError     401 / 403: the API key was rejected
+    │   │   ├── NotFoundError           404: wrong base URL or model
+    │   │   ├── RateLimitError          429
+    │   │   └── ServerError             5xx
+    │   ├── NetworkError            connection refused, DNS failure, reset, ...
+    │   │   └── TLSError                certificate or handshake failure
+    │   └── StreamTimeout           connect/read timeout or a stalled body
+    ├── DecodeError                 the bytes are not audio we can decode
+    │   └── UnsupportedFormatError      unknown or mismatching format
+    └── AudioDeviceError            PortAudio missing, no output device, device failed
+
+No message or ``repr`` ever contains an API key: errors are built from status codes,
+URLs without credentials and the server's own error text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._metrics import PlaybackReport
+
+__all__ = [
+    "AudioDeviceError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "DecodeError",
+    "HTTPStatusError",
+    "NetworkError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "SourceError",
+    "StateTransitionError",
+    "StreamTimeout",
+    "TLSError",
+    "TTSStreamError",
+    "UnsupportedFormatError",
+]
+
+
+class TTSStreamError(Exception):
+    """Base class of every error raised by trio_tts_stream.
+
+    Attributes:
+        report: When a playback failed, its :class:`PlaybackReport` (what was played
+            before the failure), else ``None``.
+    """
+
+    report: PlaybackReport | None = None
+
+
+class ConfigError(TTSStreamError, ValueError):
+    """A configuration value (argument, CLI option or environment variable) is invalid."""
+
+
+class StateTransitionError(TTSStreamError, RuntimeError):
+    """An event is not legal in the current playback state; the state is unchanged."""
+
+
+class SourceError(TTSStreamError):
+    """Fetching the audio bytes failed."""
+
+
+class HTTPStatusError(SourceError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        server_message: The error text the server sent (OpenAI-style ``error.message``
+            when present), or ``""``.
+        url: The request URL, without credentials.
+        retry_after: Seconds from a ``Retry-After`` header, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        server_message: str = "",
+        url: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
+        self.url = url
+        self.retry_after = retry_after
+
+
+class BadRequestError(HTTPStatusError):
+    """400/422: the server rejected the request (unknown voice, bad format, ...)."""
+
+
+class AuthenticationError(HTTPStatusError):
+    """401/403: the API key is missing or was rejected."""
+
+
+class NotFoundError(HTTPStatusError):
+    """404: the base URL or the model is wrong."""
+
+
+class RateLimitError(HTTPStatusError):
+    """429: too many requests."""
+
+
+class ServerError(HTTPStatusError):
+    """5xx: the server failed."""
+
+
+class NetworkError(SourceError):
+    """The connection could not be made or broke (refused, DNS failure, reset)."""
+
+
+class TLSError(NetworkError):
+    """TLS handshake or certificate verification failed; retrying will not help."""
+
+
+class StreamTimeout(SourceError):
+    """Connecting or reading took longer than the configured timeout."""
+
+
+class DecodeError(TTSStreamError):
+    """The received bytes are not audio that can be decoded."""
+
+
+class UnsupportedFormatError(DecodeError):
+    """The audio format is unknown, unsupported, or differs from what was announced."""
+
+
+class AudioDeviceError(TTSStreamError):
+    """The audio output failed: PortAudio missing, no output device, or a device error."""

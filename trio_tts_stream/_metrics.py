@@ -1,0 +1,169 @@
+"""What a playback measured: the :class:`PlaybackReport` and the recorder that builds it.
+
+Definitions (all times on trio's clock, relative to the moment the request was sent):
+
+* ``ttfb_ms``: request sent -> first body byte received.
+* ``ttfa_ms``: request sent -> first sample *heard*: for :class:`SoundDeviceSink` the
+  callback's ``outputBufferDacTime - currentTime`` estimates when the block reaches the
+  DAC; for :class:`NullSink` and :class:`WavFileSink`, when the sample is consumed.
+* ``underruns`` / ``underrun_ms``: times the output ran dry while playing, and the
+  silence that caused. ``buffer_ms_avg`` / ``buffer_ms_min``: audio buffered ahead of the
+  device, sampled at every device block while playing.
+* ``decode_ms_mean`` / ``decode_ms_p95``: wall time of one decoder call per received chunk.
+* ``throughput_kbps``: body kilobits per second from first to last byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._state import Outcome, PlaybackState, Transition
+
+__all__ = ["MetricsRecorder", "PlaybackReport", "TimelineEntry"]
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One state change, relative to the request.
+
+    Attributes:
+        t_ms: Milliseconds after the request was sent.
+        state: The state entered.
+        cause: The event that caused it.
+    """
+
+    t_ms: float
+    state: PlaybackState
+    cause: str
+
+
+@dataclass(frozen=True)
+class PlaybackReport:
+    """Everything one playback measured. ``None`` means "did not happen / not known".
+
+    Attributes:
+        outcome: ``completed``, ``cancelled`` or ``failed``.
+        error: One-line description of the failure, if any.
+        mode: ``"stream"`` (play while downloading) or ``"buffered"`` (download first).
+        format: The decoded format name (``"pcm"``, ``"wav"``, ...).
+        sample_rate: Decoded sample rate.
+        channels: Decoded channel count.
+        buffer_ms: The initial buffer (start threshold) in force.
+        ttfb_ms: Request sent -> first body byte.
+        ttfa_ms: Request sent -> first sample heard.
+        underruns: Times the output ran dry while playing.
+        underrun_ms: Silence inserted by underruns.
+        buffer_ms_avg: Mean audio buffered ahead of the device while playing.
+        buffer_ms_min: Least audio buffered ahead of the device while playing.
+        bytes_received: Body bytes received.
+        throughput_kbps: Body kilobits per second, first to last byte.
+        decode_ms_mean: Mean wall time per decoder call.
+        decode_ms_p95: 95th percentile wall time per decoder call.
+        reconnects: Connections re-established after a drop.
+        frames_played: Frames of this utterance consumed by the output.
+        audio_s: Seconds of audio decoded.
+        timeline: Every state change.
+    """
+
+    outcome: Outcome
+    error: str | None
+    mode: str
+    format: str | None
+    sample_rate: int | None
+    channels: int | None
+    buffer_ms: float
+    ttfb_ms: float | None
+    ttfa_ms: float | None
+    underruns: int
+    underrun_ms: float
+    buffer_ms_avg: float | None
+    buffer_ms_min: float | None
+    bytes_received: int
+    throughput_kbps: float | None
+    decode_ms_mean: float | None
+    decode_ms_p95: float | None
+    reconnects: int
+    frames_played: int
+    audio_s: float
+    timeline: tuple[TimelineEntry, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Outcome):
+                value = value.value
+            elif f.name == "timeline":
+                value = [
+                    {"t_ms": round(e.t_ms, 3), "state": e.state.value, "cause": e.cause}
+                    for e in value
+                ]
+            elif isinstance(value, float):
+                value = round(value, 3)
+            out[f.name] = value
+        return out
+
+
+@dataclass
+class MetricsRecorder:
+    """Mutable counters filled in by the download and playback tasks (trio thread only)."""
+
+    request_time: float | None = None
+    first_byte_time: float | None = None
+    last_byte_time: float | None = None
+    bytes_received: int = 0
+    frames_decoded: int = 0
+    decode_s: list[float] = field(default_factory=list)
+    reconnects: int = 0
+
+    def on_request(self, now: float) -> None:
+        """The request is being sent."""
+        if self.request_time is None:
+            self.request_time = now
+
+    def on_bytes(self, n: int, now: float) -> None:
+        """``n`` body bytes arrived."""
+        if self.first_byte_time is None:
+            self.first_byte_time = now
+        self.last_byte_time = now
+        self.bytes_received += n
+
+    def on_decode(self, seconds: float, frames: int) -> None:
+        """One decoder call took ``seconds`` and produced ``frames``."""
+        self.decode_s.append(seconds)
+        self.frames_decoded += frames
+
+    def since_request_ms(self, t: float | None) -> float | None:
+        """``t`` relative to the request, in ms."""
+        if t is None or self.request_time is None:
+            return None
+        return (t - self.request_time) * 1000.0
+
+    def throughput_kbps(self) -> float | None:
+        """Kilobits per second from first to last byte."""
+        if self.first_byte_time is None or self.last_byte_time is None:
+            return None
+        span = self.last_byte_time - self.first_byte_time
+        if span <= 0:
+            return None
+        return self.bytes_received * 8 / 1000 / span
+
+    def decode_ms(self) -> tuple[float | None, float | None]:
+        """(mean, p95) of decoder call times in ms."""
+        if not self.decode_s:
+            return None, None
+        ordered = sorted(self.decode_s)
+        mean = sum(ordered) / len(ordered) * 1000
+        p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)] * 1000
+        return mean, p95
+
+    def timeline(self, transitions: list[Transition]) -> tuple[TimelineEntry, ...]:
+        """Convert state-machine transitions to report entries."""
+        base = self.request_time if self.request_time is not None else 0.0
+        return tuple(
+            TimelineEntry((t.time - base) * 1000.0, t.target, t.cause.value) for t in transitions
+        )

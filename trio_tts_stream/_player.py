@@ -1,0 +1,446 @@
+"""The player: a nursery pairing the download task with the playback task.
+
+Theory of operation
+-------------------
+``open_playback`` owns a nursery with three tasks:
+
+* the **download task** (:func:`._download.run_download`) reads the source, decodes it
+  and sends the format, then blocks, into a bounded memory channel;
+* the **playback task** writes each block into the sink's ring buffer (waiting for room
+  when it is full: that is the backpressure that bounds memory), and turns buffer
+  levels into state-machine events: start when ``buffer_ms`` is buffered, resume after
+  an underrun when ``rebuffer_ms`` is; at end of stream it lets the sink drain and waits
+  until the last frame has been *heard*;
+* a **watcher** that wakes whenever the audio consumer reports something (an underrun,
+  room, a stamped mark) so the state timeline is right even while the network is silent.
+
+A download failure does not tear the nursery down: the error is kept, the audio
+already received is played out, and then the error is raised (outcome ``failed``).
+Cancellation (barge-in) aborts the sink at once: buffered audio is dropped and the next
+device block is silence; the HTTP response is closed on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from ._config import StreamConfig
+from ._download import DEFAULT_BASE_URL, Source, SpeechRequest, run_download
+from ._exceptions import TTSStreamError
+from ._format import AudioFormat, Block
+from ._metrics import MetricsRecorder, PlaybackReport
+from ._sinks import AudioSink, SoundDeviceSink
+from ._state import Cause, Outcome, PlaybackController, PlaybackState
+
+__all__ = ["Playback", "PlaybackStatistics", "open_playback", "play", "speak"]
+
+
+@dataclass(frozen=True)
+class PlaybackStatistics:
+    """A live snapshot of a playback (for status lines).
+
+    Attributes:
+        state: The current state.
+        buffered_ms: Audio buffered ahead of the device.
+        played_s: Audio of this playback consumed by the device.
+        received_s: Audio decoded so far.
+        bytes_received: Body bytes received so far.
+        underruns: Underruns so far.
+    """
+
+    state: PlaybackState
+    buffered_ms: float
+    played_s: float
+    received_s: float
+    bytes_received: int
+    underruns: int
+
+
+class Playback:
+    """Handle on one playback, yielded by :func:`open_playback`.
+
+    Do not construct it yourself.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        sink: AudioSink,
+        config: StreamConfig,
+        client: httpx.AsyncClient,
+        response_format: str,
+        sample_rate: int,
+        channels: int,
+    ) -> None:
+        self._source = source
+        self._sink = sink
+        self._config = config
+        self._client = client
+        self._requested_format = response_format
+        self._sample_rate = sample_rate
+        self._channels = channels
+        self._metrics = MetricsRecorder()
+        self._ctl = PlaybackController(
+            trio.current_time(), start_ms=config.buffer_ms, rebuffer_ms=config.rebuffer_ms
+        )
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+        self._fmt: AudioFormat | None = None
+        self._format_name: str | None = None
+        self._start_pos = 0
+        self._written = 0
+        self._underruns0 = 0
+        self._underrun_frames0 = 0
+        self._underruns_seen = 0
+        self._error: TTSStreamError | None = None
+        self._report: PlaybackReport | None = None
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def state(self) -> PlaybackState:
+        """The current state."""
+        return self._ctl.state
+
+    @property
+    def report(self) -> PlaybackReport:
+        """The final report.
+
+        Raises:
+            RuntimeError: The playback has not finished yet (use :meth:`wait`).
+        """
+        if self._report is None:
+            raise RuntimeError("the playback has not finished; await wait() first")
+        return self._report
+
+    def cancel(self) -> None:
+        """Stop now (barge-in): silence within one device block; outcome ``cancelled``."""
+        self._scope.cancel()
+
+    async def wait(self) -> PlaybackReport:
+        """Wait until the playback is done and return its report."""
+        await self._done.wait()
+        return self.report
+
+    def statistics(self) -> PlaybackStatistics:
+        """A live snapshot."""
+        rate = self._fmt.sample_rate if self._fmt else self._sample_rate
+        buffered = played = underruns = 0
+        if self._fmt is not None:
+            st = self._sink.statistics()
+            buffered = st.buffered
+            played = max(0, min(st.frames_played - self._start_pos, self._written))
+            underruns = st.underruns - self._underruns0
+        return PlaybackStatistics(
+            state=self._ctl.state,
+            buffered_ms=buffered * 1000 / rate,
+            played_s=played / rate,
+            received_s=self._metrics.frames_decoded / rate,
+            bytes_received=self._metrics.bytes_received,
+            underruns=underruns,
+        )
+
+    # -- tasks ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        send, receive = trio.open_memory_channel[AudioFormat | Block](self._config.queue_blocks)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._download, send)
+                    nursery.start_soon(self._watch)
+                    await self._playback(receive)
+                    nursery.cancel_scope.cancel()
+        finally:
+            now = trio.current_time()
+            if self._ctl.state is not PlaybackState.DONE:
+                self._sink.abort()
+                self._ctl.stop(Cause.CANCELLED, now)
+            self._report = self._build_report()
+            self._done.set()
+        if self._error is not None:
+            self._error.report = self._report
+            raise self._error
+
+    async def _download(self, send: trio.MemorySendChannel[AudioFormat | Block]) -> None:
+        try:
+            self._format_name = await run_download(
+                self._source,
+                send,
+                client=self._client,
+                config=self._config,
+                metrics=self._metrics,
+                response_format=self._requested_format,
+                sample_rate=self._sample_rate,
+                channels=self._channels,
+            )
+        except TTSStreamError as exc:
+            self._error = exc
+
+    async def _watch(self) -> None:
+        while True:
+            if self._fmt is not None:
+                await self._sink.wait_changed()
+                self._update()
+            else:
+                await trio.sleep_forever()
+
+    async def _open_sink(self, fmt: AudioFormat) -> None:
+        sink = self._sink
+        await sink.open(fmt)
+        self._fmt = fmt
+        st = sink.statistics()
+        self._start_pos = st.frames_written
+        self._underruns0 = self._underruns_seen = st.underruns
+        self._underrun_frames0 = st.underrun_frames
+        if st.buffered == 0:
+            sink.pause()
+        sink.reset_level()
+        sink.mark(self._start_pos)
+
+    async def _playback(self, receive: trio.MemoryReceiveChannel[AudioFormat | Block]) -> None:
+        sink = self._sink
+        async with receive:
+            async for item in receive:
+                if isinstance(item, AudioFormat):
+                    await self._open_sink(item)
+                    continue
+                offset = 0
+                while True:
+                    n = sink.write_nowait(item[offset:])
+                    offset += n
+                    self._written += n
+                    self._update()
+                    if offset >= len(item):
+                        break
+                    await sink.wait_writable()
+        now = trio.current_time()
+        if self._fmt is None:
+            # Nothing decodable arrived.
+            if self._error is not None:
+                self._ctl.stop(Cause.FAILED, now)
+                return
+            self._ctl.end_of_stream(now)
+            self._ctl.drained(now)
+            return
+        self._update()
+        self._ctl.end_of_stream(trio.current_time())
+        sink.end_of_data()
+        await sink.wait_heard(self._start_pos + self._written)
+        if self._error is not None:
+            self._ctl.stop(Cause.FAILED, trio.current_time())
+        else:
+            self._ctl.drained(trio.current_time())
+
+    def _update(self) -> None:
+        """Turn the sink's counters into state-machine events (trio thread, no await)."""
+        fmt = self._fmt
+        if fmt is None or self._ctl.state is PlaybackState.DONE:
+            return
+        sink = self._sink
+        st = sink.statistics()
+        now = trio.current_time()
+        if st.underruns > self._underruns_seen:
+            self._underruns_seen = st.underruns
+            self._ctl.underrun(now)
+        level = fmt.frames_to_ms(st.buffered)
+        if st.buffered >= st.capacity:
+            level = float("inf")  # a full ring must start, whatever the threshold
+        if self._ctl.buffer_level(level, now) is not None:
+            sink.play()
+
+    # -- report ---------------------------------------------------------------
+
+    def _build_report(self) -> PlaybackReport:
+        m = self._metrics
+        fmt = self._fmt
+        rate = fmt.sample_rate if fmt else self._sample_rate
+        frames_played = underruns = 0
+        underrun_ms = 0.0
+        buffer_avg: float | None = None
+        buffer_min: float | None = None
+        ttfa: float | None = None
+        if fmt is not None:
+            st = self._sink.statistics()
+            frames_played = max(0, min(st.frames_played - self._start_pos, self._written))
+            underruns = st.underruns - self._underruns0
+            underrun_ms = (st.underrun_frames - self._underrun_frames0) * 1000 / rate
+            if st.level_count:
+                buffer_avg = st.level_sum / st.level_count * 1000 / rate
+                buffer_min = st.level_min * 1000 / rate
+            ttfa = m.since_request_ms(self._sink.heard_time(self._start_pos))
+            self._sink.unmark(self._start_pos)
+        decode_mean, decode_p95 = m.decode_ms()
+        outcome = self._ctl.machine.outcome or Outcome.CANCELLED
+        return PlaybackReport(
+            outcome=outcome,
+            error=str(self._error) if self._error is not None else None,
+            mode="stream" if self._config.streaming else "buffered",
+            format=self._format_name or (self._requested_format if fmt else None),
+            sample_rate=fmt.sample_rate if fmt else None,
+            channels=fmt.channels if fmt else None,
+            buffer_ms=self._config.buffer_ms,
+            ttfb_ms=m.since_request_ms(m.first_byte_time),
+            ttfa_ms=ttfa,
+            underruns=underruns,
+            underrun_ms=underrun_ms,
+            buffer_ms_avg=buffer_avg,
+            buffer_ms_min=buffer_min,
+            bytes_received=m.bytes_received,
+            throughput_kbps=m.throughput_kbps(),
+            decode_ms_mean=decode_mean,
+            decode_ms_p95=decode_p95,
+            reconnects=m.reconnects,
+            frames_played=frames_played,
+            audio_s=m.frames_decoded / rate,
+            timeline=m.timeline(self._ctl.machine.timeline),
+        )
+
+
+def make_client(config: StreamConfig, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """An httpx client with the config's timeouts."""
+    timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+    return httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=True)
+
+
+@asynccontextmanager
+async def open_playback(
+    source: Source,
+    *,
+    sink: AudioSink | None = None,
+    config: StreamConfig | None = None,
+    client: httpx.AsyncClient | None = None,
+    verify: ssl.SSLContext | bool = True,
+    response_format: str | None = None,
+    sample_rate: int = 24000,
+    channels: int = 1,
+) -> AsyncIterator[Playback]:
+    """Start playing ``source``; the block can watch, cancel or wait for it.
+
+    Leaving the block waits for the playback to finish (call :meth:`Playback.cancel`
+    first to stop it); an exception in the block cancels it. The report is then in
+    :attr:`Playback.report`.
+
+    Args:
+        source: A :class:`SpeechRequest`, a URL to GET, or an ``AsyncIterable[bytes]``.
+        sink: Where to play; default a new :class:`SoundDeviceSink` on the default
+            device (closed at the end). A sink you pass is left open.
+        config: Buffering and network settings; default :meth:`StreamConfig.from_env`.
+        client: An ``httpx.AsyncClient`` to use (its timeouts apply); default a new one.
+        verify: TLS verification for the default client: ``True``, ``False`` or an
+            ``ssl.SSLContext`` (e.g. trusting a private CA).
+        response_format: Format of the source when the response does not say;
+            default the request's ``response_format`` (``"pcm"`` for other sources).
+        sample_rate: Sample rate of headerless pcm.
+        channels: Channels of headerless pcm.
+
+    Raises:
+        TTSStreamError: The source, the decoder or the device failed (after playing the
+            audio that did arrive); the exception's ``report`` holds the report.
+    """
+    config = config if config is not None else StreamConfig.from_env()
+    if isinstance(source, SpeechRequest):
+        response_format = response_format or source.response_format
+        sample_rate, channels = source.sample_rate, source.channels
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(make_client(config, verify))
+        if sink is None:
+            sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
+        playback = Playback(
+            source,
+            sink=sink,
+            config=config,
+            client=client,
+            response_format=response_format or "pcm",
+            sample_rate=sample_rate,
+            channels=channels,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(playback._run)
+            try:
+                yield playback
+            except BaseException:
+                playback.cancel()
+                raise
+
+
+async def play(
+    source: Source,
+    *,
+    sink: AudioSink | None = None,
+    config: StreamConfig | None = None,
+    client: httpx.AsyncClient | None = None,
+    verify: ssl.SSLContext | bool = True,
+    response_format: str | None = None,
+    sample_rate: int = 24000,
+    channels: int = 1,
+) -> PlaybackReport:
+    """Play ``source`` to the end and return the report. Arguments as for
+    :func:`open_playback`.
+
+    Raises:
+        TTSStreamError: See :func:`open_playback`.
+    """
+    async with open_playback(
+        source,
+        sink=sink,
+        config=config,
+        client=client,
+        verify=verify,
+        response_format=response_format,
+        sample_rate=sample_rate,
+        channels=channels,
+    ) as playback:
+        pass
+    return playback.report
+
+
+async def speak(
+    text: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str = "gpt-4o-mini-tts",
+    voice: str = "alloy",
+    response_format: str = "pcm",
+    speed: float | None = None,
+    instructions: str | None = None,
+    sink: AudioSink | None = None,
+    config: StreamConfig | None = None,
+    client: httpx.AsyncClient | None = None,
+    verify: ssl.SSLContext | bool = True,
+) -> PlaybackReport:
+    """Ask an OpenAI-compatible server to speak ``text`` and play it as it downloads.
+
+    ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``.
+
+    Returns:
+        The :class:`PlaybackReport`.
+
+    Raises:
+        TTSStreamError: See :func:`open_playback`.
+    """
+    request = SpeechRequest(
+        input=text,
+        model=model,
+        voice=voice,
+        response_format=response_format,
+        speed=speed,
+        instructions=instructions,
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+    )
+    async with open_playback(
+        request, sink=sink, config=config, client=client, verify=verify
+    ) as playback:
+        pass
+    return playback.report

@@ -1,0 +1,310 @@
+"""The buffer between the trio thread (producer) and the audio thread (consumer).
+
+Theory of operation
+-------------------
+:class:`RingBuffer` is single-producer/single-consumer frame storage allocated once.
+``write`` runs only on the trio thread and moves only ``_written``; ``read_into`` runs
+only on the consumer (the PortAudio callback thread, or a trio task for virtual sinks)
+and moves only ``_read``. Both counters are monotonic Python ints; each side copies its
+samples *before* publishing the new counter, so the other side never sees frames that
+are not there yet. Rebinding an int attribute is atomic under the GIL.
+
+:class:`Playout` wraps the ring with what the consumer must decide on its own, in real
+time, without waiting for trio: the *gate* (``PAUSED``: emit silence, consume nothing;
+``RUNNING``: consume, and running dry is an underrun; ``DRAINING``: consume, and running
+dry is the end), underrun accounting, the buffer level seen by the device, and
+timestamps of marked frames (when was frame N heard?). Its :meth:`Playout.fill` always
+fills the whole output block, never blocks, never allocates sample memory, and calls
+``wake`` (which the sink binds to ``TrioToken.run_sync_soon(..., idempotent=True)``)
+when trio has something to react to: room for a waiting writer, an underrun, a drain
+target reached, a mark stamped.
+
+On an underrun ``fill`` pauses the gate itself: the playback task then rebuffers and
+reopens it, so a slow link gives one clean gap instead of a stutter.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Gate", "Playout", "PlayoutStatistics", "RingBuffer"]
+
+_MAX_MARKS = 8
+
+
+class RingBuffer:
+    """Fixed-capacity SPSC frame ring.
+
+    Args:
+        capacity: Frames it holds.
+        channels: Samples per frame.
+        dtype: Sample type of the storage (the device's type).
+    """
+
+    def __init__(self, capacity: int, channels: int, dtype: npt.DTypeLike = np.int16) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least one frame")
+        self.capacity = capacity
+        self.channels = channels
+        self._data = np.zeros((capacity, channels), dtype=dtype)
+        self._written = 0
+        self._read = 0
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        """Sample type of the storage."""
+        return self._data.dtype
+
+    @property
+    def frames_written(self) -> int:
+        """Frames ever written (monotonic)."""
+        return self._written
+
+    @property
+    def frames_read(self) -> int:
+        """Frames ever read (monotonic)."""
+        return self._read
+
+    @property
+    def buffered(self) -> int:
+        """Frames written and not yet read."""
+        return self._written - self._read
+
+    @property
+    def free(self) -> int:
+        """Frames that can be written now."""
+        return self.capacity - (self._written - self._read)
+
+    def write(self, frames: npt.NDArray[np.generic]) -> int:
+        """Copy as many leading frames of ``frames`` as fit; return how many (producer)."""
+        n = min(len(frames), self.capacity - (self._written - self._read))
+        if n <= 0:
+            return 0
+        start = self._written % self.capacity
+        first = min(n, self.capacity - start)
+        self._data[start : start + first] = frames[:first]
+        if n > first:
+            self._data[: n - first] = frames[first:n]
+        self._written += n
+        return n
+
+    def read_into(self, out: npt.NDArray[np.generic], limit: int | None = None) -> int:
+        """Copy up to ``len(out)`` (or ``limit``) frames into ``out``; return how many
+        (consumer). Does not touch the rest of ``out``."""
+        n = min(len(out) if limit is None else limit, self._written - self._read)
+        if n <= 0:
+            return 0
+        start = self._read % self.capacity
+        first = min(n, self.capacity - start)
+        out[:first] = self._data[start : start + first]
+        if n > first:
+            out[first:n] = self._data[: n - first]
+        self._read += n
+        return n
+
+    def discard(self) -> int:
+        """Drop everything buffered; return how many frames (consumer side semantics:
+        call only while the consumer is not reading, or from the consumer)."""
+        n = self._written - self._read
+        self._read = self._written
+        return n
+
+
+class Gate(enum.Enum):
+    """What the consumer does with the ring."""
+
+    PAUSED = "paused"
+    RUNNING = "running"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True)
+class PlayoutStatistics:
+    """A snapshot of a :class:`Playout`.
+
+    Attributes:
+        frames_written: Frames ever written.
+        frames_played: Frames ever consumed by the device.
+        buffered: Frames waiting to be played.
+        capacity: Ring capacity in frames.
+        gate: The current gate.
+        starved: Paused by an underrun and not yet resumed.
+        underruns: Underrun events.
+        underrun_frames: Frames of silence played because of underruns.
+        level_min: Least buffered frames seen by the device while running (-1: never).
+        level_sum: Sum of buffered frames seen at each running block (for the average).
+        level_count: Running blocks seen.
+    """
+
+    frames_written: int
+    frames_played: int
+    buffered: int
+    capacity: int
+    gate: Gate
+    starved: bool
+    underruns: int
+    underrun_frames: int
+    level_min: int
+    level_sum: int
+    level_count: int
+
+
+class Playout:
+    """The consumer's real-time logic around a :class:`RingBuffer`.
+
+    Args:
+        capacity: Ring capacity in frames.
+        channels: Samples per frame.
+        sample_rate: Frames per second (to time marks inside a block).
+        dtype: Sample type of the device.
+        wake: Called (from the consumer's thread) when trio should look; must not block.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        channels: int,
+        sample_rate: int,
+        dtype: npt.DTypeLike = np.int16,
+        wake: Callable[[], object] | None = None,
+    ) -> None:
+        self.ring = RingBuffer(capacity, channels, dtype)
+        self.sample_rate = sample_rate
+        self.wake: Callable[[], object] = wake if wake is not None else (lambda: None)
+        self.gate = Gate.PAUSED
+        self.starved = False
+        self.underruns = 0
+        self.underrun_frames = 0
+        self.want_space = False
+        self.drain_target = -1
+        self.reset_level()
+        # Marks: frame position -> time it is heard (NaN until stamped). Fixed arrays so
+        # the consumer never allocates.
+        self._mark_pos = np.full(_MAX_MARKS, -1, dtype=np.int64)
+        self._mark_time = np.full(_MAX_MARKS, np.nan, dtype=np.float64)
+        self._unstamped = 0
+
+    # -- trio side -------------------------------------------------------------
+
+    def set_gate(self, gate: Gate) -> None:
+        """Open, pause or drain; opening clears the starved flag."""
+        if gate is not Gate.PAUSED:
+            self.starved = False
+        self.gate = gate
+
+    def reset_level(self) -> None:
+        """Restart the buffer-level statistics (at the start of an utterance)."""
+        self.level_min = -1
+        self.level_sum = 0
+        self.level_count = 0
+
+    def mark(self, position: int) -> None:
+        """Ask for the time at which frame ``position`` is heard (see :meth:`mark_time`).
+
+        Raises:
+            RuntimeError: All mark slots are in use.
+        """
+        free = np.flatnonzero(self._mark_pos < 0)
+        if len(free) == 0:
+            raise RuntimeError("too many pending marks")
+        i = int(free[0])
+        self._mark_time[i] = np.nan
+        self._mark_pos[i] = position
+        self._unstamped += 1
+
+    def mark_time(self, position: int) -> float | None:
+        """When frame ``position`` was heard (consumer's clock), or ``None`` if not yet."""
+        hits = np.flatnonzero(self._mark_pos == position)
+        if len(hits) == 0:
+            return None
+        i = int(hits[0])
+        t = float(self._mark_time[i])
+        if t != t:  # NaN: not yet
+            return None
+        return t
+
+    def unmark(self, position: int) -> None:
+        """Free the slot of ``position`` (stamped or not)."""
+        for i in np.flatnonzero(self._mark_pos == position):
+            if self._mark_time[i] != self._mark_time[i]:
+                self._unstamped -= 1
+            self._mark_pos[i] = -1
+
+    def discard(self) -> int:
+        """Pause and drop everything buffered (barge-in); return frames dropped."""
+        self.gate = Gate.PAUSED
+        return self.ring.discard()
+
+    def statistics(self) -> PlayoutStatistics:
+        """A consistent-enough snapshot (single reads of each counter)."""
+        ring = self.ring
+        written, played = ring.frames_written, ring.frames_read
+        return PlayoutStatistics(
+            frames_written=written,
+            frames_played=played,
+            buffered=written - played,
+            capacity=ring.capacity,
+            gate=self.gate,
+            starved=self.starved,
+            underruns=self.underruns,
+            underrun_frames=self.underrun_frames,
+            level_min=self.level_min,
+            level_sum=self.level_sum,
+            level_count=self.level_count,
+        )
+
+    # -- consumer side ---------------------------------------------------------
+
+    def fill(self, out: npt.NDArray[np.generic], now: float, latency: float = 0.0) -> None:
+        """Fill the whole output block ``out`` (consumer; real-time safe).
+
+        Args:
+            out: The device's output buffer, shape ``(frames, channels)``.
+            now: The consumer's clock when ``out`` starts to be produced.
+            latency: Seconds from ``now`` until the first frame of ``out`` is heard.
+        """
+        n = len(out)
+        gate = self.gate
+        ring = self.ring
+        first_pos = ring.frames_read
+        got = 0
+        if gate is not Gate.PAUSED:
+            avail = ring.frames_written - first_pos
+            if gate is Gate.RUNNING:
+                if self.level_min < 0 or avail < self.level_min:
+                    self.level_min = avail
+                self.level_sum += avail
+                self.level_count += 1
+            got = ring.read_into(out)
+        if got < n:
+            out[got:] = 0
+            if gate is Gate.RUNNING:
+                if not self.starved:
+                    self.starved = True
+                    self.underruns += 1
+                    self.gate = Gate.PAUSED
+                self.underrun_frames += n - got
+                self.wake()
+            elif self.starved:
+                self.underrun_frames += n
+        if got:
+            last_pos = first_pos + got
+            if self.want_space:
+                self.want_space = False
+                self.wake()
+            if 0 <= self.drain_target <= last_pos:
+                self.drain_target = -1
+                self.wake()
+            if self._unstamped:
+                heard = now + latency
+                for i in range(_MAX_MARKS):
+                    pos = self._mark_pos[i]
+                    if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:
+                        self._mark_time[i] = heard + (pos - first_pos) / self.sample_rate
+                        self._unstamped -= 1
+                        self.wake()

@@ -1,0 +1,224 @@
+"""The playback state machine: pure, synchronous, time passed in.
+
+Theory of operation
+-------------------
+One playback goes through these states::
+
+                  THRESHOLD_REACHED               END_OF_STREAM
+     BUFFERING ---------------------> PLAYING ---------------------> DRAINING
+         |                            |     ^                        |    |
+         | EOS_BEFORE_THRESHOLD       |     | REBUFFERED             |    | DRAINED
+         | (start anyway)    UNDERRUN |     |                        |    v
+         |                            v     |      END_OF_STREAM     |   DONE(completed)
+         +-----------------------> REBUFFERING ----------------------+
+         (to DRAINING)
+
+     any state but DONE --CANCELLED--> DONE(cancelled)
+     any state but DONE --FAILED-----> DONE(failed)
+
+* ``BUFFERING``: decoded audio accumulates in the output buffer; the device plays
+  silence. Playback starts when the buffer holds ``start_ms`` of audio, or when the
+  stream ends first (a short utterance starts anyway).
+* ``PLAYING``: the device consumes the buffer. If it runs dry before the stream ends
+  the audio callback pauses itself and plays silence (an *underrun*).
+* ``REBUFFERING``: after an underrun, wait until ``rebuffer_ms`` of audio is buffered
+  (or the stream ends), then resume. Each underrun is one gap, never a stutter.
+* ``DRAINING``: every byte has arrived; the device plays out what is buffered. Running
+  dry here is the end, not an underrun.
+* ``DONE``: the tail has been heard (``DRAINED``: every frame consumed plus the device
+  latency), or playback was cancelled or failed. ``DONE`` carries the :class:`Outcome`.
+
+The table :data:`TRANSITIONS` is the whole truth; :class:`PlaybackStateMachine` applies
+it, records every transition with its time and cause, and raises
+:class:`StateTransitionError` for an event that is illegal in the current state,
+leaving the state unchanged. :class:`PlaybackController` adds the buffering policy:
+it turns observations (buffer level, underrun, end of stream) into events.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._exceptions import StateTransitionError
+
+__all__ = [
+    "TRANSITIONS",
+    "Cause",
+    "Outcome",
+    "PlaybackController",
+    "PlaybackState",
+    "PlaybackStateMachine",
+    "Transition",
+]
+
+
+class PlaybackState(enum.Enum):
+    """Where a playback is."""
+
+    BUFFERING = "buffering"
+    PLAYING = "playing"
+    REBUFFERING = "rebuffering"
+    DRAINING = "draining"
+    DONE = "done"
+
+
+class Outcome(enum.Enum):
+    """How a playback in state ``DONE`` ended."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class Cause(enum.Enum):
+    """The event behind a transition."""
+
+    THRESHOLD_REACHED = "threshold_reached"
+    EOS_BEFORE_THRESHOLD = "eos_before_threshold"
+    UNDERRUN = "underrun"
+    REBUFFERED = "rebuffered"
+    END_OF_STREAM = "end_of_stream"
+    DRAINED = "drained"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+_S = PlaybackState
+_C = Cause
+
+#: (state, cause) -> next state. Anything absent is illegal.
+TRANSITIONS: dict[tuple[PlaybackState, Cause], PlaybackState] = {
+    (_S.BUFFERING, _C.THRESHOLD_REACHED): _S.PLAYING,
+    (_S.BUFFERING, _C.EOS_BEFORE_THRESHOLD): _S.DRAINING,
+    (_S.PLAYING, _C.UNDERRUN): _S.REBUFFERING,
+    (_S.PLAYING, _C.END_OF_STREAM): _S.DRAINING,
+    (_S.REBUFFERING, _C.REBUFFERED): _S.PLAYING,
+    (_S.REBUFFERING, _C.END_OF_STREAM): _S.DRAINING,
+    (_S.DRAINING, _C.DRAINED): _S.DONE,
+}
+for _state in (_S.BUFFERING, _S.PLAYING, _S.REBUFFERING, _S.DRAINING):
+    TRANSITIONS[_state, _C.CANCELLED] = _S.DONE
+    TRANSITIONS[_state, _C.FAILED] = _S.DONE
+del _state
+
+_OUTCOMES = {_C.DRAINED: Outcome.COMPLETED, _C.CANCELLED: Outcome.CANCELLED, _C.FAILED: Outcome.FAILED}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One recorded state change.
+
+    Attributes:
+        time: When it happened (the caller's clock, seconds).
+        cause: The event.
+        source: The state before.
+        target: The state after.
+    """
+
+    time: float
+    cause: Cause
+    source: PlaybackState
+    target: PlaybackState
+
+
+class PlaybackStateMachine:
+    """Applies :data:`TRANSITIONS` and records the timeline.
+
+    Args:
+        now: The start time (the caller's clock).
+    """
+
+    def __init__(self, now: float) -> None:
+        self.started_at = now
+        self.state = PlaybackState.BUFFERING
+        self.outcome: Outcome | None = None
+        self.timeline: list[Transition] = []
+
+    def can_fire(self, cause: Cause) -> bool:
+        """Whether ``cause`` is legal in the current state."""
+        return (self.state, cause) in TRANSITIONS
+
+    def fire(self, cause: Cause, now: float) -> PlaybackState:
+        """Apply ``cause`` at time ``now`` and return the new state.
+
+        Raises:
+            StateTransitionError: ``cause`` is illegal in the current state; nothing changed.
+        """
+        try:
+            target = TRANSITIONS[self.state, cause]
+        except KeyError:
+            raise StateTransitionError(
+                f"{cause.value!r} is not a legal event in state {self.state.value!r}"
+            ) from None
+        self.timeline.append(Transition(now, cause, self.state, target))
+        self.state = target
+        if target is PlaybackState.DONE:
+            self.outcome = _OUTCOMES[cause]
+        return target
+
+
+class PlaybackController:
+    """Buffering policy on top of :class:`PlaybackStateMachine`.
+
+    Feed it observations; it fires the events they imply and tells whether the output
+    should be consuming audio.
+
+    Args:
+        now: The start time.
+        start_ms: Buffered audio needed to start playing.
+        rebuffer_ms: Buffered audio needed to resume after an underrun.
+    """
+
+    def __init__(self, now: float, *, start_ms: float, rebuffer_ms: float) -> None:
+        self.machine = PlaybackStateMachine(now)
+        self.start_ms = start_ms
+        self.rebuffer_ms = rebuffer_ms
+
+    @property
+    def state(self) -> PlaybackState:
+        """The current state."""
+        return self.machine.state
+
+    @property
+    def consuming(self) -> bool:
+        """Whether the output should be consuming buffered audio."""
+        return self.machine.state in (PlaybackState.PLAYING, PlaybackState.DRAINING)
+
+    def buffer_level(self, buffered_ms: float, now: float) -> Cause | None:
+        """The buffer holds ``buffered_ms``; start or resume if that is enough."""
+        state = self.machine.state
+        if state is PlaybackState.BUFFERING and buffered_ms >= self.start_ms:
+            self.machine.fire(Cause.THRESHOLD_REACHED, now)
+            return Cause.THRESHOLD_REACHED
+        if state is PlaybackState.REBUFFERING and buffered_ms >= self.rebuffer_ms:
+            self.machine.fire(Cause.REBUFFERED, now)
+            return Cause.REBUFFERED
+        return None
+
+    def underrun(self, now: float) -> Cause | None:
+        """The output ran dry while playing. Ignored outside ``PLAYING``."""
+        if self.machine.state is PlaybackState.PLAYING:
+            self.machine.fire(Cause.UNDERRUN, now)
+            return Cause.UNDERRUN
+        return None
+
+    def end_of_stream(self, now: float) -> Cause:
+        """Every byte has arrived and been decoded."""
+        if self.machine.state is PlaybackState.BUFFERING:
+            cause = Cause.EOS_BEFORE_THRESHOLD
+        else:
+            cause = Cause.END_OF_STREAM
+        self.machine.fire(cause, now)
+        return cause
+
+    def drained(self, now: float) -> None:
+        """The last frame has been heard."""
+        self.machine.fire(Cause.DRAINED, now)
+
+    def stop(self, cause: Cause, now: float) -> bool:
+        """Cancel or fail (``cause``) unless already done; return whether it fired."""
+        if self.machine.state is PlaybackState.DONE:
+            return False
+        self.machine.fire(cause, now)
+        return True
