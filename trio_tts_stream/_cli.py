@@ -85,28 +85,51 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY); never printed")
     say.add_argument("--model", default="gpt-4o-mini-tts", help="TTS model (default: %(default)s)")
     say.add_argument("--voice", default="alloy", help="voice (default: %(default)s)")
-    say.add_argument("--format", default="pcm", dest="response_format",
-                     choices=["pcm", "wav", "mp3", "aac", "flac", "opus"],
-                     help="response_format to ask for (default: %(default)s)")
+    say.add_argument(
+        "--format",
+        default="pcm",
+        dest="response_format",
+        choices=["pcm", "wav", "mp3", "aac", "flac", "opus"],
+        help="response_format to ask for (default: %(default)s)",
+    )
     say.add_argument("--speed", type=float, help="speaking speed, 0.25 to 4.0")
     say.add_argument("--instructions", help="voice instructions (gpt-4o-mini-tts)")
     out = say.add_mutually_exclusive_group()
     out.add_argument("--device", help="output device index or name (see `devices`)")
     out.add_argument("--output", metavar="FILE.wav", help="write a WAV file instead of playing")
-    out.add_argument("--null", action="store_true",
-                     help="play into a silent real-time sink (measure without a speaker)")
-    say.add_argument("--no-stream", action="store_true",
-                     help="download everything before playing (the slow old way)")
-    say.add_argument("--buffer-ms", type=_positive_float,
-                     help="audio to buffer before starting, ms (default 150)")
-    say.add_argument("--rebuffer-ms", type=_positive_float,
-                     help="audio to buffer after an underrun, ms (default 300)")
-    say.add_argument("--max-buffer", type=_positive_float, metavar="SECONDS",
-                     help="output buffer capacity, seconds (default 2.0)")
+    out.add_argument(
+        "--null",
+        action="store_true",
+        help="play into a silent real-time sink (measure without a speaker)",
+    )
+    say.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="download everything before playing (the slow old way)",
+    )
+    say.add_argument(
+        "--buffer-ms",
+        type=_positive_float,
+        help="audio to buffer before starting, ms (default 150)",
+    )
+    say.add_argument(
+        "--rebuffer-ms",
+        type=_positive_float,
+        help="audio to buffer after an underrun, ms (default 300)",
+    )
+    say.add_argument(
+        "--max-buffer",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="output buffer capacity, seconds (default 2.0)",
+    )
     say.add_argument("--chunk-size", type=_positive_int, help="bytes per read (default 4096)")
     say.add_argument("--ca-file", help="trust this CA bundle (PEM) for https")
-    say.add_argument("--json", action="store_true",
-                     help="print one JSON object with the report on stdout at the end")
+    say.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the report on stdout at the end",
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -188,9 +211,10 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
             verify = ssl.create_default_context(cafile=args.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--ca-file {args.ca_file!r} cannot be used: {exc}") from None
-    async with _make_sink(args, config) as sink, open_playback(
-        request, sink=sink, config=config, verify=verify
-    ) as playback:
+    async with (
+        _make_sink(args, config) as sink,
+        open_playback(request, sink=sink, config=config, verify=verify) as playback,
+    ):
         pass
     return playback.report
 
@@ -204,8 +228,10 @@ def _devices() -> int:
             continue
         found = True
         mark = "*" if index == default_out else " "
-        print(f"{mark} {index:3d}  {dev['name']}  "
-              f"({dev['default_samplerate']:.0f} Hz, {dev['max_output_channels']} ch)")
+        print(
+            f"{mark} {index:3d}  {dev['name']}  "
+            f"({dev['default_samplerate']:.0f} Hz, {dev['max_output_channels']} ch)"
+        )
     if not found:
         print("no output devices found", file=sys.stderr)
         return EXIT_DEVICE

@@ -68,33 +68,52 @@ class StreamConfig:
                 raise ConfigError(f"{name}={value!r} is invalid: it must be {want}")
 
         def finite(x: float) -> bool:
-            return isinstance(x, (int, float)) and math.isfinite(x)
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        def whole(x: int) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
 
         check("streaming", isinstance(self.streaming, bool), "True or False")
-        check("max_buffer_s", finite(self.max_buffer_s) and 0.05 <= self.max_buffer_s <= 600,
-              "a number of seconds from 0.05 to 600")
+        check("max_buffer_s", finite(self.max_buffer_s), "a number of seconds from 0.05 to 600")
+        check(
+            "max_buffer_s",
+            finite(self.max_buffer_s) and 0.05 <= self.max_buffer_s <= 600,
+            "a number of seconds from 0.05 to 600",
+        )
         limit = self.max_buffer_s * 1000
-        check("buffer_ms", finite(self.buffer_ms) and 0 <= self.buffer_ms <= limit,
-              f"a number of ms from 0 to max_buffer_s*1000 ({limit:g})")
-        check("rebuffer_ms", finite(self.rebuffer_ms) and 0 <= self.rebuffer_ms <= limit,
-              f"a number of ms from 0 to max_buffer_s*1000 ({limit:g})")
-        check("chunk_size", isinstance(self.chunk_size, int) and 1 <= self.chunk_size <= 1 << 20,
-              "a whole number of bytes from 1 to 1048576")
-        check("queue_blocks", isinstance(self.queue_blocks, int) and 1 <= self.queue_blocks <= 4096,
-              "a whole number from 1 to 4096")
-        check("connect_timeout_s", finite(self.connect_timeout_s) and self.connect_timeout_s > 0,
-              "a positive number of seconds")
-        check("read_timeout_s", finite(self.read_timeout_s) and self.read_timeout_s > 0,
-              "a positive number of seconds")
+        room = (
+            f"a number of ms from 0 to what max_buffer_s={self.max_buffer_s:g} holds "
+            f"({limit:g}); lower it or raise max_buffer_s"
+        )
+        check("buffer_ms", finite(self.buffer_ms) and 0 <= self.buffer_ms <= limit, room)
+        check("rebuffer_ms", finite(self.rebuffer_ms) and 0 <= self.rebuffer_ms <= limit, room)
+        check(
+            "chunk_size",
+            whole(self.chunk_size) and 1 <= self.chunk_size <= 1 << 20,
+            "a whole number of bytes from 1 to 1048576",
+        )
+        check(
+            "queue_blocks",
+            whole(self.queue_blocks) and 1 <= self.queue_blocks <= 4096,
+            "a whole number from 1 to 4096",
+        )
+        check(
+            "connect_timeout_s",
+            finite(self.connect_timeout_s) and self.connect_timeout_s > 0,
+            "a positive number of seconds",
+        )
+        check(
+            "read_timeout_s",
+            finite(self.read_timeout_s) and self.read_timeout_s > 0,
+            "a positive number of seconds",
+        )
 
     def replace(self, **changes: Any) -> StreamConfig:
         """Return a copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> StreamConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StreamConfig:
         """Build a config from environment variables, then apply ``overrides``.
 
         Reads ``TRIO_TTS_STREAM_STREAMING_ENABLED``, ``TRIO_TTS_STREAM_BUFFER_MS``,
@@ -110,6 +129,8 @@ class StreamConfig:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field, names in ENV_VARIABLES.items():
+            if overrides.get(field) is not None:
+                continue  # an explicit argument wins; the variable is not even parsed
             for name in names:
                 if name is not None and env.get(name, "").strip():
                     values[field] = _parse(field, name, env[name].strip())
@@ -127,7 +148,7 @@ class StreamConfig:
 
 
 def _parse(field: str, name: str, raw: str) -> Any:
-    kind = {f.name: f.type for f in dataclasses.fields(StreamConfig)}[field]
+    kind = {f.name: str(f.type) for f in dataclasses.fields(StreamConfig)}[field]
     try:
         if kind == "bool":
             if raw.lower() in _TRUE:
@@ -140,10 +161,14 @@ def _parse(field: str, name: str, raw: str) -> Any:
         return float(raw)
     except ValueError:
         want = {"bool": "true or false", "int": "a whole number"}.get(kind, "a number")
-        raise ConfigError(f"environment variable {name}={raw!r} is invalid: expected {want}") from None
+        raise ConfigError(
+            f"environment variable {name}={raw!r} is invalid: expected {want}"
+        ) from None
 
 
-def _source_of(exc: ConfigError, env: Mapping[str, str], overrides: Mapping[str, Any]) -> str | None:
+def _source_of(
+    exc: ConfigError, env: Mapping[str, str], overrides: Mapping[str, Any]
+) -> str | None:
     """Name the environment variable behind a validation error, if one is."""
     field = str(exc).split("=", 1)[0]
     if field in overrides and overrides[field] is not None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -42,7 +42,6 @@ from ._exceptions import (
     ServerError,
     StreamTimeout,
     TLSError,
-    UnsupportedFormatError,
 )
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder
@@ -127,7 +126,7 @@ class ByteStream:
     """An open source: its announced content type and its body chunks."""
 
     content_type: str | None
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
     url: str | None = None
 
 
@@ -155,18 +154,18 @@ def _server_message(body: bytes) -> str:
     return " ".join(text.split())[:300]
 
 
-def _status_error(status: int, url: str, body: bytes, headers: httpx.Headers,
-                  api_key: str | None) -> HTTPStatusError:
+def _status_error(
+    status: int, url: str, body: bytes, headers: httpx.Headers, api_key: str | None
+) -> HTTPStatusError:
     message = _redact(_server_message(body), api_key)
     retry_after: float | None = None
-    try:
+    with suppress(ValueError):
         retry_after = float(headers.get("retry-after", ""))
-    except ValueError:
-        pass
     cls: type[HTTPStatusError]
     if status in (401, 403):
-        cls, hint = AuthenticationError, (
-            "the API key was rejected: check --api-key / OPENAI_API_KEY"
+        cls, hint = (
+            AuthenticationError,
+            ("the API key was rejected: check --api-key / OPENAI_API_KEY"),
         )
     elif status == 404:
         cls, hint = NotFoundError, "not found: check --base-url (usually ends in /v1) and --model"
@@ -204,7 +203,9 @@ def map_http_errors(url: str) -> Iterator[None]:
         yield
     except httpx.TimeoutException as exc:
         kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
-        raise StreamTimeout(f"timed out {kind} {url}; check the server or raise the timeout") from exc
+        raise StreamTimeout(
+            f"timed out {kind} {url}; check the server or raise the timeout"
+        ) from exc
     except httpx.TransportError as exc:
         if _is_tls_failure(exc):
             raise TLSError(
@@ -212,7 +213,9 @@ def map_http_errors(url: str) -> Iterator[None]:
             ) from exc
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
-            raise NetworkError(f"cannot connect to {url}: {detail}. Is the server running?") from exc
+            raise NetworkError(
+                f"cannot connect to {url}: {detail}. Is the server running?"
+            ) from exc
         raise NetworkError(f"connection to {url} failed: {detail}") from exc
     except httpx.InvalidURL as exc:
         raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
@@ -242,14 +245,15 @@ async def open_byte_stream(
             try:
                 if response.status_code >= 400:
                     body = b""
-                    async for piece in response.aiter_raw():
+                    async for piece in response.aiter_bytes():
                         body += piece
                         if len(body) >= _MAX_ERROR_BODY:
                             break
-                    raise _status_error(response.status_code, safe_url, body,
-                                        response.headers, api_key)
+                    raise _status_error(
+                        response.status_code, safe_url, body, response.headers, api_key
+                    )
 
-                async def chunks() -> AsyncIterator[bytes]:
+                async def chunks() -> AsyncGenerator[bytes, None]:
                     with map_http_errors(safe_url):
                         async for chunk in response.aiter_bytes(config.chunk_size):
                             yield chunk
@@ -260,11 +264,19 @@ async def open_byte_stream(
                     await response.aclose()
     else:
 
-        async def rechunk() -> AsyncIterator[bytes]:
+        async def rechunk() -> AsyncGenerator[bytes, None]:
             size = config.chunk_size
-            async for data in source:
-                for i in range(0, len(data), size):
-                    yield bytes(data[i : i + size])
+            iterator = aiter(source)
+            try:
+                async for data in iterator:
+                    for i in range(0, len(data), size):
+                        yield bytes(data[i : i + size])
+            finally:
+                # We drove this iterator; close it when we stop early (cancel, error).
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
 
         yield ByteStream(None, rechunk())
 
@@ -325,29 +337,33 @@ async def run_download(
                 metrics.on_decode(time.perf_counter() - t0, sum(len(b) for b in blocks))
                 return blocks
 
-            async for chunk in stream.chunks:
-                metrics.on_bytes(len(chunk), trio.current_time())
-                if decoder is None:
-                    head += chunk
-                    if len(head) < 12:
-                        continue
-                    decoder = _choose_decoder(head, stream.content_type, response_format,
-                                              sample_rate, channels)
-                    chunk, head = head, b""
-                await emit(decode(chunk))
+            async with aclosing(stream.chunks) as chunks:
+                async for chunk in chunks:
+                    metrics.on_bytes(len(chunk), trio.current_time())
+                    if decoder is None:
+                        head += chunk
+                        if len(head) < 12:
+                            continue
+                        decoder = _choose_decoder(
+                            head, stream.content_type, response_format, sample_rate, channels
+                        )
+                        chunk, head = head, b""
+                    await emit(decode(chunk))
             if decoder is None:
                 if not head:
                     return response_format
-                decoder = _choose_decoder(head, stream.content_type, response_format,
-                                          sample_rate, channels)
+                decoder = _choose_decoder(
+                    head, stream.content_type, response_format, sample_rate, channels
+                )
             await emit(decode(head, final=True))
             for block in held:
                 await send_channel.send(block)
             return decoder.name
 
 
-def _choose_decoder(head: bytes, content_type: str | None, requested: str,
-                    sample_rate: int, channels: int) -> Decoder:
+def _choose_decoder(
+    head: bytes, content_type: str | None, requested: str, sample_rate: int, channels: int
+) -> Decoder:
     """Trust the response over the request: its Content-Type and magic bytes win.
 
     Headerless pcm can start with bytes that look like an mp3/aac frame sync, so for a

@@ -8,6 +8,7 @@ bit for bit (see :func:`float_to_int16`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -44,16 +45,18 @@ class AudioFormat:
 
     def ms_to_frames(self, ms: float) -> int:
         """Number of whole frames in ``ms`` milliseconds (rounded down)."""
-        return int(ms * self.sample_rate // 1000)
+        return math.floor(ms * self.sample_rate / 1000 + 1e-9)
 
 
 def int16_to_float(samples: npt.NDArray[np.int16]) -> Block:
     """Convert int16 samples to float32 blocks exactly (``x / 32768``)."""
-    return samples.astype(np.float32) * np.float32(1.0 / 32768.0)
+    out: Block = samples.astype(np.float32) * np.float32(1.0 / 32768.0)
+    return out
 
 
 def float_to_int16(block: Block) -> npt.NDArray[np.int16]:
     """Convert float32 samples to int16, rounding and clipping (exact inverse of
     :func:`int16_to_float`)."""
     scaled = np.rint(block * np.float32(32768.0))
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    out: npt.NDArray[np.int16] = np.clip(scaled, -32768, 32767).astype(np.int16)
+    return out

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -38,6 +39,9 @@ from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder, PlaybackReport
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import Cause, Outcome, PlaybackController, PlaybackState
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Playback", "PlaybackStatistics", "open_playback", "play", "speak"]
 
@@ -100,6 +104,7 @@ class Playback:
         self._underruns0 = 0
         self._underrun_frames0 = 0
         self._underruns_seen = 0
+        self._played0 = 0
         self._error: TTSStreamError | None = None
         self._report: PlaybackReport | None = None
 
@@ -137,7 +142,7 @@ class Playback:
         if self._fmt is not None:
             st = self._sink.statistics()
             buffered = st.buffered
-            played = max(0, min(st.frames_played - self._start_pos, self._written))
+            played = max(0, min(st.frames_played - self._played0, self._written))
             underruns = st.underruns - self._underruns0
         return PlaybackStatistics(
             state=self._ctl.state,
@@ -199,6 +204,9 @@ class Playback:
         self._fmt = fmt
         st = sink.statistics()
         self._start_pos = st.frames_written
+        # Audio of an earlier utterance still queued ahead of ours counts as played
+        # before ours starts.
+        self._played0 = st.frames_played + st.buffered
         self._underruns0 = self._underruns_seen = st.underruns
         self._underrun_frames0 = st.underrun_frames
         if st.buffered == 0:
@@ -270,7 +278,7 @@ class Playback:
         ttfa: float | None = None
         if fmt is not None:
             st = self._sink.statistics()
-            frames_played = max(0, min(st.frames_played - self._start_pos, self._written))
+            frames_played = max(0, min(st.frames_played - self._played0, self._written))
             underruns = st.underruns - self._underruns0
             underrun_ms = (st.underrun_frames - self._underrun_frames0) * 1000 / rate
             if st.level_count:
@@ -355,6 +363,7 @@ async def open_playback(
             client = await stack.enter_async_context(make_client(config, verify))
         if sink is None:
             sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
+        assert sink is not None
         playback = Playback(
             source,
             sink=sink,
@@ -364,13 +373,34 @@ async def open_playback(
             sample_rate=sample_rate,
             channels=channels,
         )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(playback._run)
-            try:
-                yield playback
-            except BaseException:
-                playback.cancel()
-                raise
+        with _unwrap_single():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(playback._run)
+                try:
+                    yield playback
+                except BaseException:
+                    playback.cancel()
+                    raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+@contextmanager
+def _unwrap_single() -> Iterator[None]:
+    """Users catch our exception types: a nursery's group of one becomes that one."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
 
 
 async def play(

@@ -54,6 +54,10 @@ class RingBuffer:
         self._data = np.zeros((capacity, channels), dtype=dtype)
         self._written = 0
         self._read = 0
+        # Barge-in: the producer asks to drop everything up to _discard_to; the consumer
+        # does it (only it moves _read) and counts it in _dropped.
+        self._discard_to = 0
+        self._dropped = 0
 
     @property
     def dtype(self) -> np.dtype[np.generic]:
@@ -71,9 +75,14 @@ class RingBuffer:
         return self._read
 
     @property
+    def frames_dropped(self) -> int:
+        """Frames discarded unplayed, including a discard not yet applied."""
+        return self._dropped + max(0, self._discard_to - self._read)
+
+    @property
     def buffered(self) -> int:
-        """Frames written and not yet read."""
-        return self._written - self._read
+        """Frames written and not yet read or discarded."""
+        return self._written - max(self._read, self._discard_to)
 
     @property
     def free(self) -> int:
@@ -96,7 +105,10 @@ class RingBuffer:
     def read_into(self, out: npt.NDArray[np.generic], limit: int | None = None) -> int:
         """Copy up to ``len(out)`` (or ``limit``) frames into ``out``; return how many
         (consumer). Does not touch the rest of ``out``."""
-        n = min(len(out) if limit is None else limit, self._written - self._read)
+        self.apply_discard()
+        n = min(len(out), self._written - self._read)
+        if limit is not None:
+            n = min(n, limit)
         if n <= 0:
             return 0
         start = self._read % self.capacity
@@ -107,12 +119,20 @@ class RingBuffer:
         self._read += n
         return n
 
-    def discard(self) -> int:
-        """Drop everything buffered; return how many frames (consumer side semantics:
-        call only while the consumer is not reading, or from the consumer)."""
-        n = self._written - self._read
-        self._read = self._written
+    def request_discard(self) -> int:
+        """Ask the consumer to drop everything written so far (producer); return how many
+        frames that is. :attr:`buffered` is 0 at once; the consumer applies it before
+        its next read."""
+        n = self._written - max(self._read, self._discard_to)
+        self._discard_to = self._written
         return n
+
+    def apply_discard(self) -> None:
+        """Apply a requested discard (consumer)."""
+        to = self._discard_to
+        if to > self._read:
+            self._dropped += to - self._read
+            self._read = to
 
 
 class Gate(enum.Enum):
@@ -129,7 +149,8 @@ class PlayoutStatistics:
 
     Attributes:
         frames_written: Frames ever written.
-        frames_played: Frames ever consumed by the device.
+        frames_played: Frames ever consumed by the device (dropped frames excluded).
+        frames_dropped: Frames discarded unplayed (barge-in).
         buffered: Frames waiting to be played.
         capacity: Ring capacity in frames.
         gate: The current gate.
@@ -143,6 +164,7 @@ class PlayoutStatistics:
 
     frames_written: int
     frames_played: int
+    frames_dropped: int
     buffered: int
     capacity: int
     gate: Gate
@@ -156,6 +178,12 @@ class PlayoutStatistics:
 
 class Playout:
     """The consumer's real-time logic around a :class:`RingBuffer`.
+
+    Every attribute has one writer. Trio writes ``gate`` and ``gate_gen`` (bumped by each
+    :meth:`set_gate`); the consumer writes ``starved_gen``: on an underrun it records the
+    generation of the gate it found running, and the output counts as paused while that
+    generation is current. A gate change that races with an underrun therefore wins, and
+    is never lost.
 
     Args:
         capacity: Ring capacity in frames.
@@ -176,12 +204,16 @@ class Playout:
         self.ring = RingBuffer(capacity, channels, dtype)
         self.sample_rate = sample_rate
         self.wake: Callable[[], object] = wake if wake is not None else (lambda: None)
+        #: Set when the consumer runs on the trio thread: discards apply at once.
+        self.same_thread = False
         self.gate = Gate.PAUSED
-        self.starved = False
+        self.gate_gen = 0
+        self.starved_gen = -1
         self.underruns = 0
         self.underrun_frames = 0
         self.want_space = False
-        self.drain_target = -1
+        #: When the end of the last consumed frame is heard (consumer's clock).
+        self.heard_until = float("-inf")
         self.reset_level()
         # Marks: frame position -> time it is heard (NaN until stamped). Fixed arrays so
         # the consumer never allocates.
@@ -191,11 +223,15 @@ class Playout:
 
     # -- trio side -------------------------------------------------------------
 
+    @property
+    def starved(self) -> bool:
+        """Paused by an underrun and not yet reopened."""
+        return self.gate is Gate.RUNNING and self.starved_gen == self.gate_gen
+
     def set_gate(self, gate: Gate) -> None:
-        """Open, pause or drain; opening clears the starved flag."""
-        if gate is not Gate.PAUSED:
-            self.starved = False
+        """Open, pause or drain (each call also ends a starved pause)."""
         self.gate = gate
+        self.gate_gen += 1
 
     def reset_level(self) -> None:
         """Restart the buffer-level statistics (at the start of an utterance)."""
@@ -222,11 +258,8 @@ class Playout:
         hits = np.flatnonzero(self._mark_pos == position)
         if len(hits) == 0:
             return None
-        i = int(hits[0])
-        t = float(self._mark_time[i])
-        if t != t:  # NaN: not yet
-            return None
-        return t
+        t = float(self._mark_time[int(hits[0])])
+        return None if t != t else t  # NaN: not yet
 
     def unmark(self, position: int) -> None:
         """Free the slot of ``position`` (stamped or not)."""
@@ -236,18 +269,24 @@ class Playout:
             self._mark_pos[i] = -1
 
     def discard(self) -> int:
-        """Pause and drop everything buffered (barge-in); return frames dropped."""
-        self.gate = Gate.PAUSED
-        return self.ring.discard()
+        """Pause and drop everything buffered (barge-in); return frames dropped.
+
+        The next block the consumer produces is silence."""
+        self.set_gate(Gate.PAUSED)
+        n = self.ring.request_discard()
+        if self.same_thread:
+            self.ring.apply_discard()
+        return n
 
     def statistics(self) -> PlayoutStatistics:
         """A consistent-enough snapshot (single reads of each counter)."""
         ring = self.ring
-        written, played = ring.frames_written, ring.frames_read
+        dropped = ring.frames_dropped
         return PlayoutStatistics(
-            frames_written=written,
-            frames_played=played,
-            buffered=written - played,
+            frames_written=ring.frames_written,
+            frames_played=ring.frames_read - ring._dropped,
+            frames_dropped=dropped,
+            buffered=ring.buffered,
             capacity=ring.capacity,
             gate=self.gate,
             starved=self.starved,
@@ -269,13 +308,19 @@ class Playout:
             latency: Seconds from ``now`` until the first frame of ``out`` is heard.
         """
         n = len(out)
+        gen = self.gate_gen  # read the generation before the gate (see class docstring)
         gate = self.gate
         ring = self.ring
+        ring.apply_discard()
+        if gate is Gate.RUNNING and self.starved_gen == gen:
+            out[:] = 0
+            self.underrun_frames += n
+            return
         first_pos = ring.frames_read
         got = 0
         if gate is not Gate.PAUSED:
-            avail = ring.frames_written - first_pos
             if gate is Gate.RUNNING:
+                avail = ring.frames_written - first_pos
                 if self.level_min < 0 or avail < self.level_min:
                     self.level_min = avail
                 self.level_sum += avail
@@ -284,24 +329,18 @@ class Playout:
         if got < n:
             out[got:] = 0
             if gate is Gate.RUNNING:
-                if not self.starved:
-                    self.starved = True
-                    self.underruns += 1
-                    self.gate = Gate.PAUSED
+                self.starved_gen = gen
+                self.underruns += 1
                 self.underrun_frames += n - got
                 self.wake()
-            elif self.starved:
-                self.underrun_frames += n
         if got:
-            last_pos = first_pos + got
+            heard = now + latency
+            self.heard_until = heard + got / self.sample_rate
             if self.want_space:
                 self.want_space = False
                 self.wake()
-            if 0 <= self.drain_target <= last_pos:
-                self.drain_target = -1
-                self.wake()
             if self._unstamped:
-                heard = now + latency
+                last_pos = first_pos + got
                 for i in range(_MAX_MARKS):
                     pos = self._mark_pos[i]
                     if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:

@@ -30,7 +30,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from types import ModuleType, TracebackType
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -56,6 +56,19 @@ _DTYPES = ("int16", "float32")
 @runtime_checkable
 class AudioSink(Protocol):
     """What the player needs from an output. See the module docstring."""
+
+    async def __aenter__(self) -> Any:
+        """Enter: the sink may start a task; it is closed on exit."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the sink (:meth:`aclose`)."""
+        ...
 
     @property
     def audio_format(self) -> AudioFormat | None:
@@ -129,7 +142,7 @@ class AudioSink(Protocol):
         ...
 
 
-class _PlayoutSink:
+class _PlayoutSink(AudioSink):
     """Shared machinery: format handling, conversion, gate, waiting, marks."""
 
     #: Seconds of audio per consumer block.
@@ -138,7 +151,9 @@ class _PlayoutSink:
     def __init__(self, *, buffer_s: float, dtype: str, blocksize_ms: float) -> None:
         if dtype not in _DTYPES:
             raise ConfigError(f"dtype={dtype!r} is invalid: it must be one of {_DTYPES}")
-        if not (isinstance(buffer_s, (int, float)) and 0.02 <= buffer_s <= 600):
+        if isinstance(buffer_s, bool) or not (
+            isinstance(buffer_s, (int, float)) and 0.02 <= buffer_s <= 600
+        ):
             raise ConfigError(f"buffer_s={buffer_s!r} is invalid: it must be 0.02..600 seconds")
         if not (isinstance(blocksize_ms, (int, float)) and 1 <= blocksize_ms <= 200):
             raise ConfigError(f"blocksize_ms={blocksize_ms!r} is invalid: it must be 1..200 ms")
@@ -301,20 +316,23 @@ class _PlayoutSink:
         if position <= 0:
             await trio.lowlevel.checkpoint()
             return
+        if playout.ring.frames_written < position:
+            raise AudioDeviceError(f"frame {position - 1} was never written; it cannot be heard")
         last = position - 1
         playout.mark(last)
         try:
-            while (t := self.heard_time(last)) is None:
-                if playout.ring.frames_written < position:
-                    raise AudioDeviceError(
-                        f"frame {last} was never written; cannot wait for it to be heard"
-                    )
-                if playout.gate is Gate.PAUSED and not playout.starved:
-                    raise AudioDeviceError("the output is paused; frames will not be heard")
-                event = self._changed
-                await event.wait()
-            assert self._fmt is not None
-            await trio.sleep_until(t + 1 / self._fmt.sample_rate)
+            while True:
+                t = playout.mark_time(last)
+                if t is None and playout.ring.frames_read >= position:
+                    # Consumed before the mark was set: the end of the latest consumed
+                    # block is heard no earlier than it (at most one block late).
+                    t = playout.heard_until - 1 / playout.sample_rate
+                if t is not None:
+                    break
+                if playout.gate is Gate.PAUSED:
+                    raise AudioDeviceError("the output is paused; the frames will not be heard")
+                await self._changed.wait()
+            await trio.sleep_until(self._to_trio_time(t) + 1 / playout.sample_rate)
         finally:
             playout.unmark(last)
 
@@ -370,6 +388,7 @@ class NullSink(_PlayoutSink):
         if self._nursery is None:
             raise AudioDeviceError("use NullSink as `async with NullSink() as sink:`")
         playout.wake = self._on_wake
+        playout.same_thread = True
         self._cancel = await self._nursery.start(self._consume, playout)
 
     async def _consume(
@@ -405,8 +424,9 @@ class WavFileSink(_PlayoutSink):
         dtype: ``"int16"`` or ``"float32"``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, buffer_s: float = 2.0,
-                 dtype: str = "int16") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, buffer_s: float = 2.0, dtype: str = "int16"
+    ) -> None:
         super().__init__(buffer_s=buffer_s, dtype=dtype, blocksize_ms=20.0)
         self.path = os.fspath(path)
         self._file: IO[bytes] | None = None
@@ -419,6 +439,7 @@ class WavFileSink(_PlayoutSink):
                 f"{self.path}: one WAV file holds one format; got {fmt} after {self._fmt}"
             )
         playout.wake = self._on_wake
+        playout.same_thread = True
         try:
             self._file = await trio.to_thread.run_sync(open, self.path, "wb")
         except OSError as exc:
@@ -431,11 +452,22 @@ class WavFileSink(_PlayoutSink):
         tag = 1 if self.dtype == "int16" else 3
         riff = 0xFFFFFFFF if data_bytes == 0xFFFFFFFF else min(36 + data_bytes, 0xFFFFFFFF)
         return (
-            b"RIFF" + struct.pack("<I", riff) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, tag, fmt.channels, fmt.sample_rate,
-                                    fmt.sample_rate * fmt.channels * width,
-                                    fmt.channels * width, 8 * width)
-            + b"data" + struct.pack("<I", data_bytes)
+            b"RIFF"
+            + struct.pack("<I", riff)
+            + b"WAVE"
+            + b"fmt "
+            + struct.pack(
+                "<IHHIIHH",
+                16,
+                tag,
+                fmt.channels,
+                fmt.sample_rate,
+                fmt.sample_rate * fmt.channels * width,
+                fmt.channels * width,
+                8 * width,
+            )
+            + b"data"
+            + struct.pack("<I", data_bytes)
         )
 
     def _pump(self) -> None:
@@ -477,7 +509,8 @@ def import_sounddevice() -> ModuleType:
             "`apt-get install libportaudio2`; macOS: `brew install portaudio`) "
             "or write to a file instead (--output FILE.wav)."
         ) from exc
-    return sounddevice
+    module: ModuleType = sounddevice
+    return module
 
 
 class SoundDeviceSink(_PlayoutSink):
@@ -526,10 +559,8 @@ class SoundDeviceSink(_PlayoutSink):
         wake = self._on_wake
 
         def wake_soon() -> None:
-            try:
+            with suppress(trio.RunFinishedError):
                 token.run_sync_soon(wake, idempotent=True)
-            except trio.RunFinishedError:
-                pass
 
         playout.wake = wake_soon
         fill = playout.fill

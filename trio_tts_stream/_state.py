@@ -102,7 +102,11 @@ for _state in (_S.BUFFERING, _S.PLAYING, _S.REBUFFERING, _S.DRAINING):
     TRANSITIONS[_state, _C.FAILED] = _S.DONE
 del _state
 
-_OUTCOMES = {_C.DRAINED: Outcome.COMPLETED, _C.CANCELLED: Outcome.CANCELLED, _C.FAILED: Outcome.FAILED}
+_OUTCOMES = {
+    _C.DRAINED: Outcome.COMPLETED,
+    _C.CANCELLED: Outcome.CANCELLED,
+    _C.FAILED: Outcome.FAILED,
+}
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,13 @@ class PlaybackController:
         self.machine.fire(Cause.DRAINED, now)
 
     def stop(self, cause: Cause, now: float) -> bool:
-        """Cancel or fail (``cause``) unless already done; return whether it fired."""
+        """Cancel or fail (``cause``) unless already done; return whether it fired.
+
+        Raises:
+            ValueError: ``cause`` is neither ``CANCELLED`` nor ``FAILED``.
+        """
+        if cause not in (Cause.CANCELLED, Cause.FAILED):
+            raise ValueError(f"stop() takes CANCELLED or FAILED, not {cause.value!r}")
         if self.machine.state is PlaybackState.DONE:
             return False
         self.machine.fire(cause, now)

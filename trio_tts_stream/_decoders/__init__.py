@@ -1,0 +1,184 @@
+"""Decoder registry: ``response_format`` name -> incremental decoder.
+
+Like httpx's ``_decoders.py``, every format is a class with ``decode(bytes)`` and
+``flush()`` (the :class:`~._base.Decoder` protocol), registered by name in
+:data:`DECODERS`. ``pcm`` and ``wav`` are pure numpy and always present; formats that need
+an optional dependency (PyAV for mp3/aac/flac/opus) are listed in :data:`_OPTIONAL` and
+left out of the registry when that dependency cannot be imported, so
+:func:`available_formats` tells the truth about this installation.
+
+:func:`sniff_format` guesses the format of a response from its first bytes and its
+``Content-Type``, for servers that ignore ``response_format``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from .._exceptions import UnsupportedFormatError
+from ._base import Decoder
+from .pcm import PcmDecoder
+from .wav import WavDecoder
+
+__all__ = [
+    "DECODERS",
+    "Decoder",
+    "PcmDecoder",
+    "WavDecoder",
+    "available_formats",
+    "create_decoder",
+    "sniff_format",
+]
+
+DecoderFactory = Callable[[], Decoder]
+
+#: Registered decoders by ``response_format`` name. ``pcm`` is special-cased by
+#: :func:`create_decoder`, which passes it the stream's sample rate and channels.
+DECODERS: dict[str, DecoderFactory] = {
+    "pcm": PcmDecoder,
+    "wav": WavDecoder,
+}
+
+#: Decoders needing an optional dependency: (name, module, class, top-level package it
+#: needs, pip hint). Add a row per codec module, e.g.
+#: ``("mp3", ".mp3", "Mp3Decoder", "av", "trio-tts-stream[formats]")``.
+_OPTIONAL: tuple[tuple[str, str, str, str, str], ...] = ()
+
+#: Optional formats whose dependency is missing: name -> pip hint.
+_MISSING: dict[str, str] = {}
+
+
+def _load_optional(module: str, attr: str, requires: str) -> DecoderFactory | None:
+    """Import ``attr`` from ``module`` (relative to this package).
+
+    Returns ``None`` when the import fails because the third-party package ``requires``
+    is missing. Any other import failure (a bug in our own module) propagates.
+    """
+    try:
+        mod = importlib.import_module(module, __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.partition(".")[0] == requires:
+            return None
+        raise
+    factory: DecoderFactory = getattr(mod, attr)
+    return factory
+
+
+for _name, _module, _attr, _requires, _hint in _OPTIONAL:
+    _factory = _load_optional(_module, _attr, _requires)
+    if _factory is None:
+        _MISSING[_name] = _hint
+    else:
+        DECODERS[_name] = _factory
+
+
+def available_formats() -> tuple[str, ...]:
+    """Names of the formats this installation can decode, sorted."""
+    return tuple(sorted(DECODERS))
+
+
+def create_decoder(name: str, *, sample_rate: int = 24000, channels: int = 1) -> Decoder:
+    """Return a new decoder for the ``response_format`` called ``name``.
+
+    Args:
+        name: Format name, e.g. ``"pcm"`` or ``"wav"`` (case-insensitive).
+        sample_rate: Frames per second; only used by ``pcm``, which has no header.
+        channels: Channels per frame; only used by ``pcm``.
+
+    Raises:
+        UnsupportedFormatError: ``name`` is not a registered format, or its optional
+            dependency is not installed.
+        ConfigError: ``sample_rate`` or ``channels`` is out of range (``pcm``).
+    """
+    key = name.strip().lower()
+    if key == "pcm":
+        return PcmDecoder(sample_rate=sample_rate, channels=channels)
+    factory = DECODERS.get(key)
+    if factory is not None:
+        return factory()
+    available = ", ".join(available_formats())
+    if key in _MISSING:
+        raise UnsupportedFormatError(
+            f"decoding {key!r} needs an optional dependency: pip install "
+            f"'{_MISSING[key]}' (formats available now: {available})"
+        )
+    raise UnsupportedFormatError(f"unknown audio format {name!r}; available formats: {available}")
+
+
+_CONTENT_TYPES = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/pcm": "pcm",
+    "audio/l16": "pcm",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/aac": "aac",
+    "audio/x-aac": "aac",
+    "audio/aacp": "aac",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/ogg": "opus",
+    "audio/opus": "opus",
+}
+
+
+def sniff_format(first_bytes: bytes, content_type: str | None) -> str | None:
+    """Guess a response's audio format; ``None`` when unsure.
+
+    Checks, in order: unambiguous magic bytes (``RIFF....WAVE``/``RF64`` -> ``wav``,
+    ``ID3`` -> ``mp3``, ``fLaC`` -> ``flac``, ``OggS`` -> ``opus``); then the
+    ``Content-Type`` (parameters ignored); then a plausible frame header (ADTS -> ``aac``,
+    MPEG Layer III -> ``mp3``). Frame sync comes last because raw PCM can begin with the same
+    bytes (``b"\\xff\\xff"`` is the sample -1), so a declared ``audio/pcm`` wins over it.
+
+    ``audio/L16`` maps to ``pcm`` although RFC 2586 defines it big-endian: TTS servers
+    that send it send little-endian samples. Pass at least the first 12 bytes.
+
+    Args:
+        first_bytes: The start of the response body.
+        content_type: The ``Content-Type`` header, or ``None``.
+
+    Returns:
+        A format name (which may not be in :func:`available_formats`), or ``None``.
+    """
+    head = bytes(first_bytes[:12])
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"ID3"):
+        return "mp3"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "opus"
+    if content_type:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        if mime in _CONTENT_TYPES:
+            return _CONTENT_TYPES[mime]
+    if _is_adts_header(head):
+        return "aac"
+    if _is_mp3_header(head):
+        return "mp3"
+    return None
+
+
+def _is_adts_header(head: bytes) -> bool:
+    """12-bit sync, layer 00, and a valid sampling-frequency index (0-12)."""
+    return (
+        len(head) >= 3 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0 and (head[2] >> 2) & 15 <= 12
+    )
+
+
+def _is_mp3_header(head: bytes) -> bool:
+    """11-bit sync, a defined MPEG version, Layer III, a real bitrate and sample rate.
+
+    Free-format (bitrate index 0) and Layers I/II are rejected: TTS servers never send
+    them, and raw PCM near silence (``ff ff 00 00`` = samples -1, 0) would match them.
+    """
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
+    return version != 1 and layer == 1 and 0 < bitrate < 15 and rate != 3

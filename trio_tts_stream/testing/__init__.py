@@ -1,0 +1,45 @@
+"""A local OpenAI-compatible text-to-speech server, for tests, benchmarks and offline use.
+
+:func:`open_test_server` runs it for the duration of an ``async with`` block;
+:func:`serve` runs it under ``nursery.start``. It answers ``POST /v1/audio/speech`` with
+the deterministic, speech-like audio of :func:`synthesize_tone`, streamed with a
+configurable time to first byte and real-time factor; :meth:`TestServer.render` gives the
+exact body of any request, so a client's output can be checked bit for bit.
+"""
+
+from __future__ import annotations
+
+from ._server import (
+    MAX_INPUT_CHARS,
+    OPENAI_RESPONSE_FORMATS,
+    RESPONSE_FORMATS,
+    SAMPLE_RATE,
+    SPEECH_PATH,
+    RecordedRequest,
+    TestServer,
+    chunk_schedule,
+    open_test_server,
+    render_chunks,
+    serve,
+    wav_header,
+)
+from ._tone import VOICES, synthesize_tone, tone_blocks, tone_frames
+
+__all__ = [
+    "MAX_INPUT_CHARS",
+    "OPENAI_RESPONSE_FORMATS",
+    "RESPONSE_FORMATS",
+    "SAMPLE_RATE",
+    "SPEECH_PATH",
+    "VOICES",
+    "RecordedRequest",
+    "TestServer",
+    "chunk_schedule",
+    "open_test_server",
+    "render_chunks",
+    "serve",
+    "synthesize_tone",
+    "tone_blocks",
+    "tone_frames",
+    "wav_header",
+]

@@ -1,0 +1,918 @@
+"""An OpenAI-compatible text-to-speech server for tests, benchmarks and local use.
+
+Built on raw trio sockets and h11, with no server framework. It answers
+``POST /v1/audio/speech`` like OpenAI's API does, but with audio from a local engine
+(the deterministic :func:`~trio_tts_stream.testing.synthesize_tone`), streamed with
+``Transfer-Encoding: chunked`` in pieces of ``chunk_ms`` of audio, after a configurable
+time to first byte and at a configurable multiple of real time. Errors are OpenAI-style
+JSON. :meth:`TestServer.render` returns exactly the body a request would get, so tests
+can compare what a client played with what was sent, bit for bit.
+
+Theory of operation
+-------------------
+One task per connection (:func:`trio.serve_listeners`); a connection loops over
+requests (keep-alive) with an :class:`h11.Connection`. For each request the handler reads
+the whole body (at most ``max_body_bytes`` of it is kept), validates it, and sends piece
+``k`` of the response body (see the pure :func:`render_chunks`) at
+``received + chunk_schedule(...)[k]``, where ``received`` is the moment the request was
+fully received. The audio is synthesized lazily, a second at a time, as the pieces go
+out: a long input neither delays the first byte nor blocks the event loop for long.
+Waiting uses :func:`trio.sleep_until`, so the timing is exact under pytest-trio's
+``autojump_clock``. The response headers go out together with the first piece, so the
+first byte the client sees is sent at ``ttfb_ms``. A client that disconnects ends its
+own task quietly (no traceback); any other exception in a connection task is logged and
+kept in :attr:`TestServer.errors`, and never stops the server. Idle keep-alive
+connections are kept until the client closes them or the server stops.
+
+Response formats live in a small registry (:data:`_FORMATS`): a format is a content type
+plus an incremental encoder (``encode(int16 samples) -> bytes``, ``flush() -> bytes``).
+Compressed formats (mp3, aac, flac, opus through PyAV) can be added there later.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import ssl
+import struct
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import h11
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from .._exceptions import ConfigError
+from ._tone import VOICES, tone_blocks, tone_frames
+
+__all__ = [
+    "MAX_INPUT_CHARS",
+    "OPENAI_RESPONSE_FORMATS",
+    "RESPONSE_FORMATS",
+    "SAMPLE_RATE",
+    "SPEECH_PATH",
+    "RecordedRequest",
+    "TestServer",
+    "chunk_schedule",
+    "open_test_server",
+    "render_chunks",
+    "serve",
+    "wav_header",
+]
+
+_log = logging.getLogger("trio_tts_stream.testing")
+
+SAMPLE_RATE = 24000
+"""Sample rate of every response, as OpenAI's ``pcm`` (s16le, mono)."""
+
+SPEECH_PATH = "/v1/audio/speech"
+"""The one endpoint the server answers."""
+
+MAX_INPUT_CHARS = 4096
+"""Longest ``input`` accepted, as OpenAI's limit."""
+
+OPENAI_RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+"""Every ``response_format`` OpenAI knows (not all of them are implemented here)."""
+
+_SPEED_MIN = 0.25
+_SPEED_MAX = 4.0
+_DEFAULT_FORMAT = "mp3"  # OpenAI's default: a request without response_format gets a 400
+_RECEIVE_SIZE = 65536
+_SEND_SIZE = 65536  # unpaced bodies are written in batches of about this many bytes
+_DRAIN_LIMIT = 16 * 1024 * 1024  # read and discard at most this much of an oversized body
+_CLOSE_TIMEOUT = 1.0
+
+
+# --------------------------------------------------------------------------------------
+# Engines and formats (registries)
+
+
+_Samples = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True)
+class _Engine:
+    name: str
+    voices: tuple[str, ...]
+    # (text, voice, speed, sample_rate) -> (total frames, the int16 samples in lazy blocks).
+    # Lazy, so that a long input neither delays the first byte nor blocks the event loop.
+    synthesize: Callable[[str, str, float, int], tuple[int, Iterator[_Samples]]]
+
+
+def _tone(text: str, voice: str, speed: float, sample_rate: int) -> tuple[int, Iterator[_Samples]]:
+    frames = tone_frames(text, speed=speed, sample_rate=sample_rate)
+    return frames, tone_blocks(text, voice=voice, speed=speed, sample_rate=sample_rate)
+
+
+_ENGINES: dict[str, _Engine] = {"tone": _Engine("tone", VOICES, _tone)}
+
+
+@dataclass(frozen=True)
+class _EncoderOptions:
+    sample_rate: int
+    total_frames: int
+    wav_exact_sizes: bool
+
+
+class _Encoder(Protocol):
+    """Incremental int16 mono samples -> response body bytes."""
+
+    def encode(self, samples: npt.NDArray[np.int16]) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class _PCMEncoder:
+    """Raw signed 16-bit little-endian samples, no header (OpenAI's ``pcm``)."""
+
+    def __init__(self, options: _EncoderOptions) -> None:
+        del options
+
+    def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
+        return samples.astype("<i2", copy=False).tobytes()
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _WAVEncoder:
+    """A 44-byte RIFF/WAVE header, then the ``pcm`` bytes.
+
+    Like streaming servers, the RIFF and data chunk sizes are ``0xFFFFFFFF`` (unknown
+    length) unless ``wav_exact_sizes`` is set.
+    """
+
+    def __init__(self, options: _EncoderOptions) -> None:
+        self._header = wav_header(
+            options.sample_rate,
+            data_bytes=2 * options.total_frames if options.wav_exact_sizes else None,
+        )
+
+    def encode(self, samples: npt.NDArray[np.int16]) -> bytes:
+        header, self._header = self._header, b""
+        return header + samples.astype("<i2", copy=False).tobytes()
+
+    def flush(self) -> bytes:
+        header, self._header = self._header, b""
+        return header
+
+
+@dataclass(frozen=True)
+class _Format:
+    name: str
+    content_type: str
+    encoder: Callable[[_EncoderOptions], _Encoder]
+
+
+# To add a compressed format, register a _Format whose encoder wraps a PyAV
+# CodecContext (left out of the registry when ``import av`` fails, as httpx does with
+# its optional decoders).
+_FORMATS: dict[str, _Format] = {
+    "pcm": _Format("pcm", "audio/pcm", _PCMEncoder),
+    "wav": _Format("wav", "audio/wav", _WAVEncoder),
+}
+
+RESPONSE_FORMATS: tuple[str, ...] = tuple(_FORMATS)
+"""The ``response_format`` values this server implements."""
+
+
+def wav_header(sample_rate: int, *, data_bytes: int | None = None) -> bytes:
+    """A 44-byte canonical WAV header for s16le mono audio.
+
+    Args:
+        sample_rate: Frames per second.
+        data_bytes: Size of the data chunk, or ``None`` for a streaming header whose RIFF
+            and data sizes are both ``0xFFFFFFFF``.
+    """
+    riff_size = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
+    data_size = 0xFFFFFFFF if data_bytes is None else data_bytes
+    return (
+        struct.pack("<4sI4s", b"RIFF", riff_size, b"WAVE")
+        + struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+        + struct.pack("<4sI", b"data", data_size)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Pure core: rendering and pacing
+
+
+def render_chunks(
+    text: str,
+    *,
+    voice: str = "alloy",
+    speed: float = 1.0,
+    response_format: str = "pcm",
+    chunk_ms: float = 20,
+    engine: str = "tone",
+    wav_exact_sizes: bool = False,
+) -> list[bytes]:
+    """The response body for a request, cut into the pieces the server sends.
+
+    Piece ``k`` holds the encoding of audio frames ``[k * n, (k + 1) * n)`` where ``n`` is
+    ``chunk_ms`` of audio (at least one frame); a header goes into the first piece and
+    whatever the encoder flushes at the end into the last. A piece may be empty (a
+    compressed encoder may hold audio back); the server then sends nothing at its time.
+
+    Raises:
+        ValueError: If the engine, voice, format, speed or chunk_ms is invalid.
+    """
+    _, pieces = _open_body(
+        text,
+        voice=voice,
+        speed=speed,
+        response_format=response_format,
+        chunk_ms=chunk_ms,
+        engine=engine,
+        wav_exact_sizes=wav_exact_sizes,
+    )
+    return list(pieces)
+
+
+def _open_body(
+    text: str,
+    *,
+    voice: str,
+    speed: float,
+    response_format: str,
+    chunk_ms: float,
+    engine: str,
+    wav_exact_sizes: bool,
+) -> tuple[int, Iterator[bytes]]:
+    """:func:`render_chunks`, lazily: ``(number of pieces, iterator over the pieces)``.
+
+    Arguments are checked at once; the audio is synthesized as the pieces are taken.
+    """
+    fmt = _FORMATS.get(response_format)
+    if fmt is None:
+        raise ValueError(f"unsupported response_format {response_format!r}")
+    try:
+        eng = _ENGINES[engine]
+    except KeyError:
+        raise ValueError(f"unknown engine {engine!r}") from None
+    if voice not in eng.voices:
+        raise ValueError(f"unknown voice {voice!r}")
+    if not (math.isfinite(chunk_ms) and chunk_ms > 0):
+        raise ValueError(f"chunk_ms must be > 0, got {chunk_ms!r}")
+    total, blocks = eng.synthesize(text, voice, speed, SAMPLE_RATE)
+    step = _chunk_frames(chunk_ms)
+    encoder = fmt.encoder(_EncoderOptions(SAMPLE_RATE, total, wav_exact_sizes))
+    return max(1, -(-total // step)), _encode_pieces(_reframe(blocks, step), encoder)
+
+
+def _reframe(blocks: Iterator[_Samples], step: int) -> Iterator[_Samples]:
+    """Re-cut blocks of any size into pieces of ``step`` frames (the last may be shorter)."""
+    rest: _Samples = np.empty(0, dtype=np.int16)
+    for block in blocks:
+        if rest.size:
+            block = np.concatenate([rest, block])
+        full = len(block) - len(block) % step
+        for i in range(0, full, step):
+            yield block[i : i + step]
+        rest = block[full:]
+    if rest.size:
+        yield rest
+
+
+def _encode_pieces(frames: Iterator[_Samples], encoder: _Encoder) -> Iterator[bytes]:
+    """Encode each piece; what the encoder flushes at the end joins the last piece."""
+    previous: bytes | None = None
+    for piece in frames:
+        encoded = encoder.encode(piece)
+        if previous is not None:
+            yield previous
+        previous = encoded
+    yield (previous or b"") + encoder.flush()
+
+
+def chunk_schedule(
+    n_chunks: int, *, ttfb_ms: float, chunk_ms: float, realtime_factor: float | None
+) -> list[float]:
+    """When each piece of a body is due, in seconds after the request was received.
+
+    Piece 0 is due at ``ttfb_ms``. With a ``realtime_factor``, piece ``k`` is due
+    ``k * chunk_ms / realtime_factor`` ms after that (audio released at that multiple of
+    real time); without one, every piece is due at ``ttfb_ms`` (as fast as the socket
+    takes them).
+    """
+    start = ttfb_ms / 1000.0
+    if realtime_factor is None:
+        return [start] * n_chunks
+    interval = chunk_ms / 1000.0 / realtime_factor
+    return [start + k * interval for k in range(n_chunks)]
+
+
+def _chunk_frames(chunk_ms: float) -> int:
+    return max(1, round(chunk_ms * SAMPLE_RATE / 1000.0))
+
+
+# --------------------------------------------------------------------------------------
+# Requests: validation and errors
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server received, as :attr:`TestServer.requests` lists it.
+
+    Attributes:
+        method: HTTP method, e.g. ``"POST"``.
+        path: Request target as sent, including any query string.
+        headers: Header names (lower case) to values; an ``authorization`` value is
+            replaced by ``"<redacted>"``. Repeated headers are joined with ``", "``.
+        json: The parsed JSON body, or ``None`` if there was no valid JSON body.
+        body: The raw body (empty if it was over ``max_body_bytes``).
+        status: The status code the server answered with.
+        received_at: :func:`trio.current_time` when the request was fully received.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+    body: bytes
+    status: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class _HTTPError:
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def body(self) -> bytes:
+        error = {
+            "message": self.message,
+            "type": "invalid_request_error",
+            "param": self.param,
+            "code": self.code,
+        }
+        return json.dumps({"error": error}).encode()
+
+
+@dataclass(frozen=True)
+class _SpeechRequest:
+    text: str
+    voice: str
+    speed: float
+    response_format: str
+
+
+def _bad(message: str, param: str | None, code: str | None = None) -> _HTTPError:
+    return _HTTPError(400, message, param, code)
+
+
+def _parse_speech_request(body: bytes, engine: _Engine) -> tuple[Any, _SpeechRequest | _HTTPError]:
+    """Parse and validate a speech request body: ``(parsed json or None, result)``."""
+    try:
+        obj = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None, _bad(
+            "We could not parse the JSON body of your request. Send a JSON object with "
+            "'model', 'input' and 'voice'.",
+            None,
+        )
+    if not isinstance(obj, dict):
+        return obj, _bad("The request body must be a JSON object.", None)
+    return obj, _validate(obj, engine)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _validate(obj: dict[str, Any], engine: _Engine) -> _SpeechRequest | _HTTPError:
+    model = obj.get("model")
+    if not isinstance(model, str) or not model:
+        return _bad("You must provide a model parameter (a non-empty string).", "model")
+
+    if "input" not in obj:
+        return _bad("Missing required parameter: 'input'.", "input", "missing_required_parameter")
+    text = obj["input"]
+    if not isinstance(text, str):
+        return _bad("Invalid type for 'input': expected a string.", "input", "invalid_type")
+    if not text:
+        return _bad(
+            "Invalid 'input': empty string. Expected a string with minimum length 1.",
+            "input",
+            "string_below_min_length",
+        )
+    if len(text) > MAX_INPUT_CHARS:
+        return _bad(
+            f"Invalid 'input': string too long. Expected a string with maximum length "
+            f"{MAX_INPUT_CHARS}, but got a string with length {len(text)} instead.",
+            "input",
+            "string_above_max_length",
+        )
+
+    if "voice" not in obj:
+        return _bad("Missing required parameter: 'voice'.", "voice", "missing_required_parameter")
+    voice = obj["voice"]
+    if not isinstance(voice, str) or voice not in engine.voices:
+        return _bad(
+            f"Invalid value for 'voice': {_short(voice)}. Supported values are: "
+            f"{', '.join(repr(v) for v in engine.voices)}.",
+            "voice",
+            "invalid_value",
+        )
+
+    response_format = obj.get("response_format", _DEFAULT_FORMAT)
+    if not isinstance(response_format, str) or response_format not in _FORMATS:
+        known = " (known to OpenAI, not implemented here)" * (
+            response_format in OPENAI_RESPONSE_FORMATS
+        )
+        return _bad(
+            f"Unsupported response_format {_short(response_format)}{known}. This server "
+            f"supports: {', '.join(repr(f) for f in RESPONSE_FORMATS)}.",
+            "response_format",
+            "invalid_value",
+        )
+
+    speed = obj.get("speed", 1.0)
+    if (
+        isinstance(speed, bool)
+        or not isinstance(speed, (int, float))
+        or not math.isfinite(speed)
+        or not _SPEED_MIN <= speed <= _SPEED_MAX
+    ):
+        return _bad(
+            f"Invalid 'speed': {_short(speed)}. Expected a number from {_SPEED_MIN} to "
+            f"{_SPEED_MAX}.",
+            "speed",
+            "invalid_value",
+        )
+
+    stream_format = obj.get("stream_format", "audio")
+    if stream_format != "audio":
+        return _bad(
+            f"Unsupported stream_format {_short(stream_format)}. This server supports: 'audio'.",
+            "stream_format",
+            "invalid_value",
+        )
+    # "instructions" is accepted and ignored, as by OpenAI's tts-1 models.
+    return _SpeechRequest(text, voice, float(speed), response_format)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _redacted_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("ascii", "replace")
+        value = "<redacted>" if name == "authorization" else raw_value.decode("latin-1")
+        result[name] = f"{result[name]}, {value}" if name in result else value
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# The I/O shell
+
+
+@dataclass(frozen=True)
+class _Config:
+    ttfb_ms: float
+    realtime_factor: float | None
+    chunk_ms: float
+    api_key: str | None
+    max_body_bytes: int
+    engine: _Engine
+    wav_exact_sizes: bool
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        ttfb_ms: float,
+        realtime_factor: float | None,
+        chunk_ms: float,
+        api_key: str | None,
+        max_body_bytes: int,
+        engine: str,
+        wav_exact_sizes: bool,
+    ) -> _Config:
+        if not (math.isfinite(ttfb_ms) and ttfb_ms >= 0):
+            raise ConfigError(f"ttfb_ms must be >= 0, got {ttfb_ms!r}")
+        if realtime_factor is not None and not (
+            math.isfinite(realtime_factor) and realtime_factor > 0
+        ):
+            raise ConfigError(f"realtime_factor must be > 0, got {realtime_factor!r}")
+        if not (math.isfinite(chunk_ms) and chunk_ms > 0):
+            raise ConfigError(f"chunk_ms must be > 0, got {chunk_ms!r}")
+        if max_body_bytes < 1:
+            raise ConfigError(f"max_body_bytes must be >= 1, got {max_body_bytes!r}")
+        if api_key == "":
+            raise ConfigError("api_key must not be empty (use None for no authentication)")
+        if engine not in _ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(_ENGINES)}")
+        return cls(
+            ttfb_ms=ttfb_ms,
+            realtime_factor=realtime_factor,
+            chunk_ms=chunk_ms,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            engine=_ENGINES[engine],
+            wav_exact_sizes=wav_exact_sizes,
+        )
+
+
+@dataclass(eq=False)
+class TestServer:
+    """A running test server, as yielded by :func:`open_test_server`.
+
+    Attributes:
+        host: The address it listens on.
+        port: The TCP port it listens on.
+        base_url: ``http://HOST:PORT/v1`` (``https`` with TLS): the OpenAI base URL.
+        requests: Every request received so far, oldest first.
+        errors: Unexpected exceptions of connection tasks (server bugs); a client that
+            disconnects is not an error. Tests should check that it stays empty.
+        open_connections: Connections currently being served.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    host: str
+    port: int
+    base_url: str
+    _config: _Config = field(repr=False)
+    requests: list[RecordedRequest] = field(default_factory=list, repr=False)
+    errors: list[Exception] = field(default_factory=list, repr=False)
+    open_connections: int = 0
+
+    def render(
+        self,
+        text: str,
+        voice: str = "alloy",
+        speed: float = 1.0,
+        response_format: str = "pcm",
+    ) -> bytes:
+        """Exactly the response body this server sends for these request parameters.
+
+        Raises:
+            ValueError: If the voice or format is not supported.
+        """
+        return b"".join(self._open_body(text, voice, speed, response_format)[1])
+
+    def _open_body(
+        self, text: str, voice: str, speed: float, response_format: str
+    ) -> tuple[int, Iterator[bytes]]:
+        return _open_body(
+            text,
+            voice=voice,
+            speed=speed,
+            response_format=response_format,
+            chunk_ms=self._config.chunk_ms,
+            engine=self._config.engine.name,
+            wav_exact_sizes=self._config.wav_exact_sizes,
+        )
+
+
+class _Connection:
+    """Serves the requests of one client connection, one after another."""
+
+    def __init__(self, stream: trio.abc.Stream, server: TestServer) -> None:
+        self._stream = stream
+        self._server = server
+        self._config = server._config
+        self._conn = h11.Connection(h11.SERVER)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self._next_event()
+                if not isinstance(event, h11.Request):
+                    return  # ConnectionClosed (or pipelining, which we do not support)
+                keep_alive = await self._handle(event)
+            except h11.RemoteProtocolError as exc:
+                if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    error = _HTTPError(exc.error_status_hint, f"Bad HTTP request: {exc}")
+                    await self._send_error(error, close=True, head=False)
+                return
+            if not keep_alive or self._conn.our_state is not h11.DONE:
+                return
+            if self._conn.their_state is not h11.DONE:
+                return
+            self._conn.start_next_cycle()
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                if self._conn.they_are_waiting_for_100_continue:
+                    continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                    await self._send(self._conn.send(continue_))
+                self._conn.receive_data(bytes(await self._stream.receive_some(_RECEIVE_SIZE)))
+            elif event is h11.PAUSED or isinstance(event, h11.Event):
+                return event
+
+    async def _handle(self, request: h11.Request) -> bool:
+        """Answer one request; return whether the connection can be kept alive."""
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        headers = _redacted_headers(request.headers)
+        head = method == "HEAD"
+
+        body, complete = await self._read_body(headers.get("content-length"))
+        received_at = trio.current_time()
+        parsed: Any = None
+        result: _SpeechRequest | _HTTPError
+        if target.split("?", 1)[0] != SPEECH_PATH:
+            result = _HTTPError(404, f"Unknown request URL: {method} {target}.", code="unknown_url")
+        elif method != "POST":
+            result = _HTTPError(
+                405,
+                f"Method {method} not allowed for {SPEECH_PATH}; use POST.",
+                code="method_not_allowed",
+                headers=(("allow", "POST"),),
+            )
+        elif not self._authorized(request):
+            result = _HTTPError(
+                401,
+                "Incorrect or missing API key. Provide it as 'Authorization: Bearer KEY'.",
+                code="invalid_api_key",
+                headers=(("www-authenticate", "Bearer"),),
+            )
+        elif body is None:
+            result = _HTTPError(
+                413,
+                f"Request body too large: the limit is {self._config.max_body_bytes} bytes.",
+                code="request_too_large",
+            )
+        else:
+            parsed, result = _parse_speech_request(body, self._config.engine)
+
+        status = result.status if isinstance(result, _HTTPError) else 200
+        self._server.requests.append(
+            RecordedRequest(method, target, headers, parsed, body or b"", status, received_at)
+        )
+        if isinstance(result, _HTTPError):
+            await self._send_error(result, close=not complete, head=head)
+        else:
+            await self._send_speech(result, received_at, close=not complete)
+        return complete
+
+    def _authorized(self, request: h11.Request) -> bool:
+        if self._config.api_key is None:
+            return True
+        expected = b"Bearer " + self._config.api_key.encode()
+        for name, value in request.headers:
+            if name == b"authorization":
+                return hmac.compare_digest(value, expected)
+        return False
+
+    async def _read_body(self, content_length: str | None) -> tuple[bytes | None, bool]:
+        """Read the request body: ``(body or None if over the limit, fully read)``.
+
+        An oversized body is read and discarded (up to :data:`_DRAIN_LIMIT`), so the
+        client gets to read our 413 instead of a connection reset.
+        """
+        limit = self._config.max_body_bytes
+        if (
+            content_length is not None
+            and int(content_length) > limit
+            and self._conn.they_are_waiting_for_100_continue
+        ):
+            return None, False  # never asked for the body: answer 413 at once
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > _DRAIN_LIMIT:
+                    return None, False
+                if size <= limit:
+                    parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return (b"".join(parts) if size <= limit else None), True
+            else:  # ConnectionClosed mid-body
+                raise trio.BrokenResourceError("client closed the connection mid-request")
+
+    async def _send(self, data: bytes | None) -> None:
+        if data:
+            await self._stream.send_all(data)
+
+    async def _send_error(self, error: _HTTPError, *, close: bool, head: bool) -> None:
+        body = error.body()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            *error.headers,
+        ]
+        if close:
+            headers.append(("connection", "close"))
+        out = self._conn.send(h11.Response(status_code=error.status, headers=headers)) or b""
+        if not head:
+            out += self._conn.send(h11.Data(data=body)) or b""
+        out += self._conn.send(h11.EndOfMessage()) or b""
+        await self._send(out)
+
+    async def _send_speech(self, request: _SpeechRequest, received_at: float, close: bool) -> None:
+        config = self._config
+        n_pieces, pieces = self._server._open_body(
+            request.text, request.voice, request.speed, request.response_format
+        )
+        due = chunk_schedule(
+            n_pieces,
+            ttfb_ms=config.ttfb_ms,
+            chunk_ms=config.chunk_ms,
+            realtime_factor=config.realtime_factor,
+        )
+        headers = [
+            ("content-type", _FORMATS[request.response_format].content_type),
+            ("transfer-encoding", "chunked"),
+        ]
+        if close:
+            headers.append(("connection", "close"))
+        # The headers go out together with the first piece: the first byte is sent at
+        # ttfb_ms, not before.
+        pending = bytearray(self._conn.send(h11.Response(status_code=200, headers=headers)) or b"")
+        paced = config.realtime_factor is not None
+        for k, (chunk, offset) in enumerate(zip(pieces, due, strict=True)):
+            deadline = received_at + offset
+            if trio.current_time() < deadline:
+                if k > 0:
+                    await self._send(bytes(pending))
+                    pending.clear()
+                await trio.sleep_until(deadline)
+            if chunk:
+                pending += self._conn.send(h11.Data(data=chunk)) or b""
+            if k == 0 or paced or len(pending) >= _SEND_SIZE:
+                await self._send(bytes(pending))
+                pending.clear()
+        pending += self._conn.send(h11.EndOfMessage()) or b""
+        await self._send(bytes(pending))
+
+
+# Exceptions that mean "the client went away or spoke nonsense": end the task quietly.
+_CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
+
+
+async def _handle_connection(server: TestServer, stream: trio.abc.Stream) -> None:
+    server.open_connections += 1
+    try:
+        await _Connection(stream, server).run()
+    except _CLIENT_GONE as exc:
+        _log.debug("client connection ended: %r", exc)
+    except Exception as exc:  # a bug: log it, keep it, keep serving other connections
+        server.errors.append(exc)
+        _log.exception("test server connection task failed")
+    finally:
+        server.open_connections -= 1
+        # Graceful close (TLS close_notify), bounded; when cancelled, trio closes at once.
+        with trio.move_on_after(_CLOSE_TIMEOUT):
+            with suppress(*_CLIENT_GONE):
+                await stream.aclose()
+
+
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ttfb_ms: float = 0,
+    realtime_factor: float | None = None,
+    chunk_ms: float = 20,
+    ssl_context: ssl.SSLContext | None = None,
+    api_key: str | None = None,
+    max_body_bytes: int = 65536,
+    engine: str = "tone",
+    wav_exact_sizes: bool = False,
+    task_status: trio.TaskStatus[TestServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server until cancelled; for ``nursery.start``, which returns the server.
+
+    Takes the same arguments as :func:`open_test_server`.
+    """
+    config = _Config.create(
+        ttfb_ms=ttfb_ms,
+        realtime_factor=realtime_factor,
+        chunk_ms=chunk_ms,
+        api_key=api_key,
+        max_body_bytes=max_body_bytes,
+        engine=engine,
+        wav_exact_sizes=wav_exact_sizes,
+    )
+    tcp_listeners = await trio.open_tcp_listeners(port, host=host)
+    if port == 0 and len(tcp_listeners) > 1:
+        # Each address family got its own random port: keep one, so the URL is unique.
+        for extra in tcp_listeners[1:]:
+            await extra.aclose()
+        del tcp_listeners[1:]
+    sockname = tcp_listeners[0].socket.getsockname()
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
+    for tcp in tcp_listeners:
+        if ssl_context is None:
+            listeners.append(tcp)
+        else:
+            listeners.append(trio.SSLListener(tcp, ssl_context, https_compatible=True))
+    url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    if ":" in url_host:
+        url_host = "[::1]" if url_host == "::" else f"[{url_host}]"
+    scheme = "http" if ssl_context is None else "https"
+    server = TestServer(
+        host=host,
+        port=int(sockname[1]),
+        base_url=f"{scheme}://{url_host}:{sockname[1]}/v1",
+        _config=config,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(trio.serve_listeners, partial(_handle_connection, server), listeners)
+            )
+            task_status.started(server)
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+
+
+@asynccontextmanager
+async def open_test_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ttfb_ms: float = 0,
+    realtime_factor: float | None = None,
+    chunk_ms: float = 20,
+    ssl_context: ssl.SSLContext | None = None,
+    api_key: str | None = None,
+    max_body_bytes: int = 65536,
+    engine: str = "tone",
+    wav_exact_sizes: bool = False,
+) -> AsyncIterator[TestServer]:
+    """Run an OpenAI-compatible TTS server for the duration of the ``async with`` block.
+
+    Example::
+
+        async with open_test_server(ttfb_ms=150, realtime_factor=2.0) as server:
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                response = await client.post("/audio/speech", json={
+                    "model": "tts-1", "input": "Hello", "voice": "alloy",
+                    "response_format": "pcm"})
+            assert response.content == server.render("Hello")
+
+    Args:
+        host: Address to listen on.
+        port: TCP port; 0 picks a free ephemeral port (see :attr:`TestServer.port`).
+        ttfb_ms: Delay from a request being fully received to the first body byte.
+        realtime_factor: Release audio at this multiple of real time (piece ``k`` of the
+            body no earlier than ``ttfb_ms + k * chunk_ms / realtime_factor`` ms after the
+            request); ``None`` sends as fast as the client reads.
+        chunk_ms: Audio per body piece (each piece is one HTTP chunk).
+        ssl_context: Serve HTTPS with this server-side context.
+        api_key: Require ``Authorization: Bearer <api_key>`` (else 401).
+        max_body_bytes: Largest request body accepted (else 413).
+        engine: The synthesizer; only ``"tone"`` exists.
+        wav_exact_sizes: Give ``wav`` responses exact RIFF/data sizes instead of the
+            streaming ``0xFFFFFFFF``.
+
+    Yields:
+        The running :class:`TestServer`.
+
+    Raises:
+        ConfigError: If an option is invalid.
+    """
+    # Errors (of starting, or of the caller's block) are re-raised outside the nursery, so
+    # that they reach the caller as themselves rather than wrapped in an ExceptionGroup.
+    error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        try:
+            server: TestServer = await nursery.start(
+                partial(
+                    serve,
+                    host=host,
+                    port=port,
+                    ttfb_ms=ttfb_ms,
+                    realtime_factor=realtime_factor,
+                    chunk_ms=chunk_ms,
+                    ssl_context=ssl_context,
+                    api_key=api_key,
+                    max_body_bytes=max_body_bytes,
+                    engine=engine,
+                    wav_exact_sizes=wav_exact_sizes,
+                )
+            )
+        except Exception as exc:  # ConfigError, or OSError when the port is taken
+            error = exc
+        else:
+            try:
+                yield server
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
