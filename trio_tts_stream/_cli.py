@@ -26,6 +26,7 @@ from ._exceptions import (
     HTTPStatusError,
     SourceError,
     TTSStreamError,
+    unwrap_single_exception,
 )
 from ._metrics import PlaybackReport
 from ._player import open_playback
@@ -211,11 +212,12 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
             verify = ssl.create_default_context(cafile=args.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--ca-file {args.ca_file!r} cannot be used: {exc}") from None
-    async with (
-        _make_sink(args, config) as sink,
-        open_playback(request, sink=sink, config=config, verify=verify) as playback,
-    ):
-        pass
+    with unwrap_single_exception():
+        async with (
+            _make_sink(args, config) as sink,
+            open_playback(request, sink=sink, config=config, verify=verify) as playback,
+        ):
+            pass
     return playback.report
 
 

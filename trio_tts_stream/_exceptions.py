@@ -29,7 +29,13 @@ URLs without credentials and the server's own error text.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._metrics import PlaybackReport
@@ -146,3 +152,27 @@ class UnsupportedFormatError(DecodeError):
 
 class AudioDeviceError(TTSStreamError):
     """The audio output failed: PortAudio missing, no output device, or a device error."""
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+@contextmanager
+def unwrap_single_exception() -> Iterator[None]:
+    """Users catch our exception types: a nursery's group of one becomes that one.
+
+    Used around every nursery whose errors reach users (the player, the sinks, the CLI).
+    A group of several distinct errors is raised unchanged.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise

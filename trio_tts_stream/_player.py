@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import os
 import ssl
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -34,14 +33,11 @@ import trio
 
 from ._config import StreamConfig
 from ._download import DEFAULT_BASE_URL, Source, SpeechRequest, run_download
-from ._exceptions import TTSStreamError
+from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder, PlaybackReport
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import Cause, Outcome, PlaybackController, PlaybackState
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Playback", "PlaybackStatistics", "open_playback", "play", "speak"]
 
@@ -373,7 +369,7 @@ async def open_playback(
             sample_rate=sample_rate,
             channels=channels,
         )
-        with _unwrap_single():
+        with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(playback._run)
                 try:
@@ -381,26 +377,6 @@ async def open_playback(
                 except BaseException:
                     playback.cancel()
                     raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
-
-
-@contextmanager
-def _unwrap_single() -> Iterator[None]:
-    """Users catch our exception types: a nursery's group of one becomes that one."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
 
 
 async def play(

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
-from ._exceptions import AudioDeviceError, ConfigError
+from ._exceptions import AudioDeviceError, ConfigError, unwrap_single_exception
 from ._format import AudioFormat, Block, float_to_int16
 from ._ringbuffer import Gate, Playout, PlayoutStatistics
 
@@ -181,13 +181,14 @@ class _PlayoutSink(AudioSink):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            with trio.CancelScope(shield=exc_type is not None):
-                await self.aclose()
-        finally:
-            stack, self._stack = self._stack, None
-            if stack is not None:
-                await stack.__aexit__(exc_type, exc, tb)
+        with unwrap_single_exception():
+            try:
+                with trio.CancelScope(shield=exc_type is not None):
+                    await self.aclose()
+            finally:
+                stack, self._stack = self._stack, None
+                if stack is not None:
+                    await stack.__aexit__(exc_type, exc, tb)
 
     # -- format ----------------------------------------------------------------
 

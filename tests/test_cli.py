@@ -1,0 +1,211 @@
+"""The CLI as a user runs it: subprocesses against `python -m trio_tts_stream serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trio_tts_stream.testing import synthesize_tone
+
+TEXT = "Hello from the command line, streaming as it downloads."
+METRIC_KEYS = {
+    "ttfb_ms",
+    "ttfa_ms",
+    "underruns",
+    "underrun_ms",
+    "buffer_ms_avg",
+    "buffer_ms_min",
+    "bytes_received",
+    "throughput_kbps",
+    "decode_ms_mean",
+    "decode_ms_p95",
+    "reconnects",
+    "frames_played",
+    "audio_s",
+    "outcome",
+    "timeline",
+    "mode",
+    "format",
+    "sample_rate",
+    "channels",
+    "buffer_ms",
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith(("OPENAI_", "TRIO_TTS_STREAM_", "VOICEMODE_")):
+            del env[name]
+    return env
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_tts_stream", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    """`serve` with TTFB 300 ms, 2x real time; yields its base URL."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trio_tts_stream",
+            "serve",
+            "--port",
+            "0",
+            "--ttfb-ms",
+            "300",
+            "--realtime-factor",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+        assert match, f"serve printed {line!r}"
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+@pytest.mark.parametrize("fmt", ["pcm", "wav"])
+def test_say_null_json_reports_streaming_latency(served: str, fmt: str) -> None:
+    result = run_cli("say", TEXT, "--base-url", served, "--null", "--json", "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert set(report) >= METRIC_KEYS
+    assert report["outcome"] == "completed"
+    assert report["mode"] == "stream"
+    assert report["format"] == fmt
+    assert (report["sample_rate"], report["channels"], report["buffer_ms"]) == (24000, 1, 150)
+    assert report["underruns"] == 0
+    assert report["ttfb_ms"] >= 300
+    assert report["ttfa_ms"] - report["ttfb_ms"] <= report["buffer_ms"] + 30
+    assert report["frames_played"] == len(synthesize_tone(TEXT))
+
+
+def test_stream_and_no_stream_outputs_are_identical(served: str, tmp_path: Path) -> None:
+    streamed, buffered = tmp_path / "streamed.wav", tmp_path / "buffered.wav"
+    first = run_cli("say", TEXT, "--base-url", served, "--output", str(streamed), "--json")
+    second = run_cli(
+        "say", TEXT, "--base-url", served, "--output", str(buffered), "--no-stream", "--json"
+    )
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert json.loads(first.stdout)["mode"] == "stream"
+    assert json.loads(second.stdout)["mode"] == "buffered"
+    a, b = read_wav(streamed), read_wav(buffered)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, synthesize_tone(TEXT))
+
+
+def test_text_from_stdin(served: str, tmp_path: Path) -> None:
+    out = tmp_path / "stdin.wav"
+    result = run_cli("say", "-", "--base-url", served, "--output", str(out), stdin=TEXT + "\n")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(read_wav(out), synthesize_tone(TEXT))
+
+
+def test_buffer_options_reach_the_report(served: str) -> None:
+    result = run_cli(
+        "say",
+        TEXT,
+        "--base-url",
+        served,
+        "--null",
+        "--json",
+        "--buffer-ms",
+        "400",
+        "--max-buffer",
+        "1.5",
+        "--chunk-size",
+        "1000",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["buffer_ms"] == 400
+    assert report["ttfa_ms"] - report["ttfb_ms"] >= 400 / 2  # 400 ms buffered at 2x real time
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--voice", "nobody"], 3, "server said"),
+        (["--speed", "9"], 2, "speed"),
+        (["--buffer-ms", "5000"], 2, "buffer_ms"),
+        (["--chunk-size", "zero"], 2, "whole number"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(
+    served: str, args: list[str], code: int, message: str
+) -> None:
+    result = run_cli("say", TEXT, "--base-url", served, "--null", *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_env_variable_is_named(served: str) -> None:
+    env = _env() | {"TRIO_TTS_STREAM_BUFFER_MS": "lots"}
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_tts_stream", "say", TEXT, "--base-url", served, "--null"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "TRIO_TTS_STREAM_BUFFER_MS" in result.stderr
+
+
+def test_api_key_never_printed(tmp_path: Path) -> None:
+    # An https URL nobody listens on: the error must not contain the key.
+    result = run_cli(
+        "say",
+        TEXT,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--null",
+        "--api-key",
+        "sk-SECRET-abcdef123456",
+    )
+    assert result.returncode == 4
+    assert "cannot connect" in result.stderr
+    assert "SECRET" not in result.stderr + result.stdout
