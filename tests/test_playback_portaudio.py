@@ -32,7 +32,8 @@ async def test_portaudio_plays_the_exact_samples(audio_tap: AudioTap) -> None:
     assert report.outcome is tts.Outcome.COMPLETED
     assert report.frames_played == len(expected)
     assert report.underruns == 0
-    assert report.ttfa_ms is not None and report.ttfb_ms is not None
+    assert report.ttfa_ms is not None
+    assert report.ttfb_ms is not None
     assert report.ttfa_ms > report.ttfb_ms
     played = audio_tap.read()[:, 0]
     start = first_nonzero(played)
