@@ -304,3 +304,25 @@ async def test_open_playback_exposes_live_statistics(autojump_clock: trio.abc.Cl
     assert report.outcome is Outcome.COMPLETED
     with pytest.raises(tts.StateTransitionError):
         pb._ctl.machine.fire(Cause.UNDERRUN, 0.0)
+
+
+async def test_get_url_source_plays_wav(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    samples = tone(0.4, seed=11)
+    path = tmp_path / "clip.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.tobytes())
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=path.read_bytes(), headers={"content-type": "audio/wav"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        async with tts.NullSink() as sink:
+            report = await tts.play("https://cdn.example/clip.wav", sink=sink, client=client)
+    assert seen[0].method == "GET"
+    assert report.format == "wav"
+    assert report.frames_played == len(samples)
