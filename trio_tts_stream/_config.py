@@ -26,6 +26,8 @@ ENV_VARIABLES: dict[str, tuple[str, str | None]] = {
     "rebuffer_ms": ("TRIO_TTS_STREAM_REBUFFER_MS", None),
 }
 
+DEFAULT_REBUFFER_MS = 300.0
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -47,6 +49,8 @@ class StreamConfig:
         max_buffer_s: Capacity of the output ring buffer in seconds; when it is full the
             download is slowed down (backpressure) instead of using more memory.
         rebuffer_ms: Audio (ms) to buffer again after an underrun before resuming.
+            ``None`` (the default) means 300 ms, or the whole buffer when
+            ``max_buffer_s`` holds less; after construction it is always a number.
         queue_blocks: Decoded blocks the download task may run ahead of playback.
         connect_timeout_s: Seconds to wait for the connection to the server.
         read_timeout_s: Seconds to wait for the next bytes of the response.
@@ -56,7 +60,7 @@ class StreamConfig:
     buffer_ms: float = 150.0
     chunk_size: int = 4096
     max_buffer_s: float = 2.0
-    rebuffer_ms: float = 300.0
+    rebuffer_ms: float = None  # type: ignore[assignment]  # resolved in __post_init__
     queue_blocks: int = 16
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
@@ -85,8 +89,11 @@ class StreamConfig:
             f"a number of ms from 0 to what max_buffer_s={self.max_buffer_s:g} holds "
             f"({limit:g}); lower it or raise max_buffer_s"
         )
-        check("buffer_ms", finite(self.buffer_ms) and 0 <= self.buffer_ms <= limit, room)
-        check("rebuffer_ms", finite(self.rebuffer_ms) and 0 <= self.rebuffer_ms <= limit, room)
+        if self.rebuffer_ms is None:
+            object.__setattr__(self, "rebuffer_ms", min(DEFAULT_REBUFFER_MS, limit))
+        slack = limit + 1e-6  # 2.01 * 1000 == 2009.9999999999998
+        check("buffer_ms", finite(self.buffer_ms) and 0 <= self.buffer_ms <= slack, room)
+        check("rebuffer_ms", finite(self.rebuffer_ms) and 0 <= self.rebuffer_ms <= slack, room)
         check(
             "chunk_size",
             whole(self.chunk_size) and 1 <= self.chunk_size <= 1 << 20,

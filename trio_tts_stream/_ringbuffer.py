@@ -16,11 +16,13 @@ dry is the end), underrun accounting, the buffer level seen by the device, and
 timestamps of marked frames (when was frame N heard?). Its :meth:`Playout.fill` always
 fills the whole output block, never blocks, never allocates sample memory, and calls
 ``wake`` (which the sink binds to ``TrioToken.run_sync_soon(..., idempotent=True)``)
-when trio has something to react to: room for a waiting writer, an underrun, a drain
-target reached, a mark stamped.
+when trio has something to react to: room for a waiting writer, an underrun, a mark
+stamped.
 
-On an underrun ``fill`` pauses the gate itself: the playback task then rebuffers and
-reopens it, so a slow link gives one clean gap instead of a stutter.
+On an underrun ``fill`` stops consuming by itself (it records the gate generation it
+starved on; the output stays silent while that generation is current): the playback task
+then rebuffers and reopens the gate, so a slow link gives one clean gap instead of a
+stutter, even if a little audio arrives meanwhile.
 """
 
 from __future__ import annotations
@@ -127,12 +129,15 @@ class RingBuffer:
         self._discard_to = self._written
         return n
 
-    def apply_discard(self) -> None:
-        """Apply a requested discard (consumer)."""
+    def apply_discard(self) -> int:
+        """Apply a requested discard (consumer); return the frames it freed."""
         to = self._discard_to
-        if to > self._read:
-            self._dropped += to - self._read
-            self._read = to
+        n = to - self._read
+        if n <= 0:
+            return 0
+        self._dropped += n
+        self._read = to
+        return n
 
 
 class Gate(enum.Enum):
@@ -150,11 +155,14 @@ class PlayoutStatistics:
     Attributes:
         frames_written: Frames ever written.
         frames_played: Frames ever consumed by the device (dropped frames excluded).
-        frames_dropped: Frames discarded unplayed (barge-in).
+        frames_dropped: Frames discarded unplayed (barge-in); a discard the consumer has
+            not applied yet is counted as requested, and can shrink by the block that
+            was already being played.
         buffered: Frames waiting to be played.
         capacity: Ring capacity in frames.
         gate: The current gate.
-        starved: Paused by an underrun and not yet resumed.
+        starved: Silent after an underrun until the gate is set again (the gate itself
+            still reads ``RUNNING``).
         underruns: Underrun events.
         underrun_frames: Frames of silence played because of underruns.
         level_min: Least buffered frames seen by the device while running (-1: never).
@@ -225,7 +233,7 @@ class Playout:
 
     @property
     def starved(self) -> bool:
-        """Paused by an underrun and not yet reopened."""
+        """Silent after an underrun until the next :meth:`set_gate`."""
         return self.gate is Gate.RUNNING and self.starved_gen == self.gate_gen
 
     def set_gate(self, gate: Gate) -> None:
@@ -311,7 +319,9 @@ class Playout:
         gen = self.gate_gen  # read the generation before the gate (see class docstring)
         gate = self.gate
         ring = self.ring
-        ring.apply_discard()
+        if ring.apply_discard() and self.want_space:
+            self.want_space = False
+            self.wake()
         if gate is Gate.RUNNING and self.starved_gen == gen:
             out[:] = 0
             self.underrun_frames += n
@@ -328,7 +338,9 @@ class Playout:
             got = ring.read_into(out)
         if got < n:
             out[got:] = 0
-            if gate is Gate.RUNNING:
+            if gate is Gate.RUNNING and self.gate_gen == gen:
+                # (A gate change during this block, e.g. a barge-in discard that emptied
+                # the ring, is not an underrun.)
                 self.starved_gen = gen
                 self.underruns += 1
                 self.underrun_frames += n - got
