@@ -18,6 +18,7 @@ This module is the one place where httpx exceptions become ours
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
@@ -35,6 +36,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    DecodeError,
     HTTPStatusError,
     NetworkError,
     NotFoundError,
@@ -42,6 +44,7 @@ from ._exceptions import (
     ServerError,
     StreamTimeout,
     TLSError,
+    UnsupportedFormatError,
 )
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder
@@ -49,6 +52,7 @@ from ._metrics import MetricsRecorder
 __all__ = [
     "DEFAULT_BASE_URL",
     "ByteStream",
+    "DownloadResult",
     "Source",
     "SpeechRequest",
     "map_http_errors",
@@ -281,6 +285,22 @@ async def open_byte_stream(
         yield ByteStream(None, rechunk())
 
 
+@dataclass
+class DownloadResult:
+    """What the download task found out.
+
+    Attributes:
+        format: The format that was decoded (``None`` if the body was empty).
+        fallback_reason: Why the stream was decoded whole instead of incrementally, or
+            ``None`` when it streamed.
+        decode_errors: Corrupted frames or packets skipped.
+    """
+
+    format: str | None = None
+    fallback_reason: str | None = None
+    decode_errors: int = 0
+
+
 async def run_download(
     source: Source,
     send_channel: trio.MemorySendChannel[AudioFormat | Block],
@@ -288,21 +308,23 @@ async def run_download(
     client: httpx.AsyncClient,
     config: StreamConfig,
     metrics: MetricsRecorder,
+    result: DownloadResult,
     response_format: str = "pcm",
     sample_rate: int = 24000,
     channels: int = 1,
-) -> str:
+) -> None:
     """Download ``source``, decode it and send the format, then blocks, to the channel.
 
     In streaming mode blocks are sent as they are decoded; otherwise they are held until
-    the body is complete (``config.streaming=False``). Closes ``send_channel`` at the end.
-
-    Returns:
-        The name of the format that was decoded.
+    the body is complete (``config.streaming=False``). If the incremental decoder refuses
+    the stream before producing any audio (an unknown container, a decoder that rejects
+    the first bytes), the rest is downloaded and decoded whole with PyAV instead
+    (``result.fallback_reason`` says why). Closes ``send_channel`` at the end; fills in
+    ``result`` as it goes.
 
     Raises:
         SourceError: The source failed (after what was received was sent on).
-        DecodeError: The bytes could not be decoded.
+        DecodeError: The bytes could not be decoded, incrementally or whole.
     """
     async with send_channel:
         metrics.on_request(trio.current_time())
@@ -311,14 +333,13 @@ async def run_download(
             fmt_sent = False
             held: list[Block] = []
             head = b""
+            body: bytearray | None = None  # the whole body, once falling back
 
-            async def emit(blocks: list[Block]) -> None:
+            async def emit(fmt: AudioFormat | None, blocks: list[Block]) -> None:
                 nonlocal fmt_sent
                 if not blocks:
                     return
-                assert decoder is not None
                 if not fmt_sent:
-                    fmt = decoder.audio_format
                     assert fmt is not None
                     await send_channel.send(fmt)
                     fmt_sent = True
@@ -329,36 +350,100 @@ async def run_download(
                     held.extend(blocks)
 
             def decode(data: bytes, final: bool = False) -> list[Block]:
+                nonlocal decoder, body
                 assert decoder is not None
                 t0 = time.perf_counter()
-                blocks = decoder.decode(data) if data else []
-                if final:
-                    blocks += decoder.flush()
-                metrics.on_decode(time.perf_counter() - t0, sum(len(b) for b in blocks))
+                try:
+                    blocks = decoder.decode(data) if data else []
+                    if final:
+                        blocks += decoder.flush()
+                except DecodeError as exc:
+                    if fmt_sent or not _can_decode_whole():
+                        raise
+                    # Nothing played yet: keep every byte and decode it whole at the end.
+                    result.fallback_reason = f"{decoder.name} decoder refused the stream: {exc}"
+                    body = bytearray(data)
+                    return []
+                finally:
+                    metrics.on_decode(time.perf_counter() - t0, 0)
+                _count_errors(decoder, result)
+                metrics.frames_decoded += sum(len(b) for b in blocks)
                 return blocks
+
+            def start(first: bytes) -> None:
+                nonlocal decoder, body
+                try:
+                    decoder = _choose_decoder(
+                        first, stream.content_type, response_format, sample_rate, channels
+                    )
+                    result.format = decoder.name
+                except UnsupportedFormatError as exc:
+                    if not _can_decode_whole() or "disagree" in str(exc):
+                        raise
+                    result.fallback_reason = str(exc)
+                    body = bytearray()
 
             async with aclosing(stream.chunks) as chunks:
                 async for chunk in chunks:
                     metrics.on_bytes(len(chunk), trio.current_time())
+                    if body is not None:
+                        body += chunk
+                        continue
                     if decoder is None:
                         head += chunk
                         if len(head) < 12:
                             continue
-                        decoder = _choose_decoder(
-                            head, stream.content_type, response_format, sample_rate, channels
-                        )
                         chunk, head = head, b""
-                    await emit(decode(chunk))
-            if decoder is None:
+                        start(chunk)
+                        if body is not None:
+                            body += chunk
+                            continue
+                    assert decoder is not None
+                    blocks = decode(chunk)
+                    await emit(decoder.audio_format, blocks)
+            if body is None and decoder is None:
                 if not head:
-                    return response_format
-                decoder = _choose_decoder(
-                    head, stream.content_type, response_format, sample_rate, channels
-                )
-            await emit(decode(head, final=True))
+                    return
+                start(head)
+                if body is not None:
+                    body += head
+            if body is None:
+                assert decoder is not None
+                blocks = decode(head, final=True)
+                await emit(decoder.audio_format, blocks)
+            if body is not None:
+                from ._decoders._pyav import decode_whole
+
+                t0 = time.perf_counter()
+                name, fmt, blocks = decode_whole(bytes(body))
+                metrics.on_decode(time.perf_counter() - t0, 0)
+                metrics.frames_decoded += sum(len(b) for b in blocks)
+                result.format = name
+                await emit(fmt, blocks)
             for block in held:
                 await send_channel.send(block)
-            return decoder.name
+
+
+_warned = logging.getLogger("trio_tts_stream")
+
+
+def _count_errors(decoder: Decoder, result: DownloadResult) -> None:
+    errors = int(getattr(decoder, "errors", 0))
+    if errors and not result.decode_errors:
+        _warned.warning(
+            "%s stream has corrupted data: skipping undecodable frames (counted in the "
+            "report's decode_errors)",
+            decoder.name,
+        )
+    result.decode_errors = errors
+
+
+def _can_decode_whole() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _choose_decoder(
@@ -366,15 +451,20 @@ def _choose_decoder(
 ) -> Decoder:
     """Trust the response over the request: its Content-Type and magic bytes win.
 
-    Headerless pcm can start with bytes that look like an mp3/aac frame sync, so for a
-    pcm request only a self-describing container (or a Content-Type) overrides it.
+    A self-describing container (RIFF, ID3, fLaC, OggS) that contradicts a specific audio
+    Content-Type is an error: one of them is wrong. Headerless pcm can start with bytes
+    that look like an mp3/aac frame sync, so for a pcm request a frame sync alone does not
+    override it.
     """
+    magic = sniff_format(head, None)
+    declared = sniff_format(b"", content_type) if content_type else None
+    strong = head.startswith((b"RIFF", b"RF64", b"ID3", b"fLaC", b"OggS"))
+    if strong and declared is not None and declared not in (magic, "pcm"):
+        raise UnsupportedFormatError(
+            f"the response's Content-Type {content_type!r} and its bytes ({magic}) disagree; "
+            "the server is misconfigured: ask for another response_format"
+        )
     sniffed = sniff_format(head, content_type)
-    if (
-        requested == "pcm"
-        and sniffed in ("mp3", "aac")
-        and not head.startswith(b"ID3")
-        and not (content_type or "").lower().startswith(("audio/mpeg", "audio/aac", "audio/mp3"))
-    ):
+    if requested == "pcm" and sniffed in ("mp3", "aac") and not strong and declared is None:
         sniffed = None
     return create_decoder(sniffed or requested, sample_rate=sample_rate, channels=channels)

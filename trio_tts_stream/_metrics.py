@@ -47,9 +47,13 @@ class PlaybackReport:
     Attributes:
         outcome: ``completed``, ``cancelled`` or ``failed``.
         error: One-line description of the failure, if any.
-        mode: ``"stream"`` (play while downloading) or ``"buffered"`` (download first).
+        mode: ``"stream"`` (play while downloading), ``"buffered"`` (download first, as
+            asked) or ``"buffered-fallback"`` (the stream could not be decoded
+            incrementally, so it was downloaded and decoded whole).
+        fallback_reason: Why ``mode`` is ``"buffered-fallback"``, else ``None``.
         format: The decoded format name (``"pcm"``, ``"wav"``, ...).
         sample_rate: Decoded sample rate.
+        output_sample_rate: Rate of the output (differs when the audio was resampled).
         channels: Decoded channel count.
         buffer_ms: The initial buffer (start threshold) in force.
         ttfb_ms: Request sent -> first body byte.
@@ -63,8 +67,9 @@ class PlaybackReport:
         decode_ms_mean: Mean wall time per decoder call.
         decode_ms_p95: 95th percentile wall time per decoder call.
         reconnects: Connections re-established after a drop.
-        frames_played: Frames of this utterance consumed by the output.
+        frames_played: Frames of this utterance consumed by the output (at the output rate).
         audio_s: Seconds of audio decoded.
+        decode_errors: Corrupted frames or packets skipped by the decoder.
         timeline: Every state change.
     """
 
@@ -89,6 +94,9 @@ class PlaybackReport:
     frames_played: int
     audio_s: float
     timeline: tuple[TimelineEntry, ...] = ()
+    fallback_reason: str | None = None
+    decode_errors: int = 0
+    output_sample_rate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
@@ -132,7 +140,7 @@ class MetricsRecorder:
         self.last_byte_time = now
         self.bytes_received += n
 
-    def on_decode(self, seconds: float, frames: int) -> None:
+    def on_decode(self, seconds: float, frames: int = 0) -> None:
         """One decoder call took ``seconds`` and produced ``frames``."""
         self.decode_s.append(seconds)
         self.frames_decoded += frames

@@ -32,10 +32,11 @@ import httpx
 import trio
 
 from ._config import StreamConfig
-from ._download import DEFAULT_BASE_URL, Source, SpeechRequest, run_download
+from ._download import DEFAULT_BASE_URL, DownloadResult, Source, SpeechRequest, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder, PlaybackReport
+from ._resample import Resampler
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import Cause, Outcome, PlaybackController, PlaybackState
 
@@ -93,8 +94,10 @@ class Playback:
         )
         self._scope = trio.CancelScope()
         self._done = trio.Event()
-        self._fmt: AudioFormat | None = None
-        self._format_name: str | None = None
+        self._fmt: AudioFormat | None = None  # the decoded stream's format
+        self._out_fmt: AudioFormat | None = None  # the sink's format
+        self._resampler: Resampler | None = None
+        self._download_result = DownloadResult()
         self._start_pos = 0
         self._written = 0
         self._underruns0 = 0
@@ -133,9 +136,9 @@ class Playback:
 
     def statistics(self) -> PlaybackStatistics:
         """A live snapshot."""
-        rate = self._fmt.sample_rate if self._fmt else self._sample_rate
+        rate = self._out_fmt.sample_rate if self._out_fmt else self._sample_rate
         buffered = played = underruns = 0
-        if self._fmt is not None:
+        if self._out_fmt is not None:
             st = self._sink.statistics()
             buffered = st.buffered
             played = max(0, min(st.frames_played - self._played0, self._written))
@@ -144,7 +147,8 @@ class Playback:
             state=self._ctl.state,
             buffered_ms=buffered * 1000 / rate,
             played_s=played / rate,
-            received_s=self._metrics.frames_decoded / rate,
+            received_s=self._metrics.frames_decoded
+            / (self._fmt.sample_rate if self._fmt else self._sample_rate),
             bytes_received=self._metrics.bytes_received,
             underruns=underruns,
         )
@@ -173,12 +177,13 @@ class Playback:
 
     async def _download(self, send: trio.MemorySendChannel[AudioFormat | Block]) -> None:
         try:
-            self._format_name = await run_download(
+            await run_download(
                 self._source,
                 send,
                 client=self._client,
                 config=self._config,
                 metrics=self._metrics,
+                result=self._download_result,
                 response_format=self._requested_format,
                 sample_rate=self._sample_rate,
                 channels=self._channels,
@@ -188,7 +193,7 @@ class Playback:
 
     async def _watch(self) -> None:
         while True:
-            if self._fmt is not None:
+            if self._out_fmt is not None:
                 await self._sink.wait_changed()
                 self._update()
             else:
@@ -196,8 +201,11 @@ class Playback:
 
     async def _open_sink(self, fmt: AudioFormat) -> None:
         sink = self._sink
-        await sink.open(fmt)
-        self._fmt = fmt
+        out = await sink.output_format_for(fmt)
+        if out.sample_rate != fmt.sample_rate:
+            self._resampler = Resampler(fmt.sample_rate, out.sample_rate, fmt.channels)
+        await sink.open(out)
+        self._fmt, self._out_fmt = fmt, out
         st = sink.statistics()
         self._start_pos = st.frames_written
         # Audio of an earlier utterance still queued ahead of ours counts as played
@@ -217,17 +225,13 @@ class Playback:
                 if isinstance(item, AudioFormat):
                     await self._open_sink(item)
                     continue
-                offset = 0
-                while True:
-                    n = sink.write_nowait(item[offset:])
-                    offset += n
-                    self._written += n
-                    self._update()
-                    if offset >= len(item):
-                        break
-                    await sink.wait_writable()
+                if self._resampler is not None:
+                    item = self._resampler.process(item)
+                await self._write(item)
+        if self._resampler is not None:
+            await self._write(self._resampler.flush())
         now = trio.current_time()
-        if self._fmt is None:
+        if self._out_fmt is None:
             # Nothing decodable arrived.
             if self._error is not None:
                 self._ctl.stop(Cause.FAILED, now)
@@ -244,9 +248,21 @@ class Playback:
         else:
             self._ctl.drained(trio.current_time())
 
+    async def _write(self, block: Block) -> None:
+        sink = self._sink
+        offset = 0
+        while True:
+            n = sink.write_nowait(block[offset:])
+            offset += n
+            self._written += n
+            self._update()
+            if offset >= len(block):
+                return
+            await sink.wait_writable()
+
     def _update(self) -> None:
         """Turn the sink's counters into state-machine events (trio thread, no await)."""
-        fmt = self._fmt
+        fmt = self._out_fmt
         if fmt is None or self._ctl.state is PlaybackState.DONE:
             return
         sink = self._sink
@@ -265,14 +281,14 @@ class Playback:
 
     def _build_report(self) -> PlaybackReport:
         m = self._metrics
-        fmt = self._fmt
-        rate = fmt.sample_rate if fmt else self._sample_rate
+        fmt, out = self._fmt, self._out_fmt
+        rate = out.sample_rate if out else self._sample_rate
         frames_played = underruns = 0
         underrun_ms = 0.0
         buffer_avg: float | None = None
         buffer_min: float | None = None
         ttfa: float | None = None
-        if fmt is not None:
+        if out is not None:
             st = self._sink.statistics()
             frames_played = max(0, min(st.frames_played - self._played0, self._written))
             underruns = st.underruns - self._underruns0
@@ -284,11 +300,19 @@ class Playback:
             self._sink.unmark(self._start_pos)
         decode_mean, decode_p95 = m.decode_ms()
         outcome = self._ctl.machine.outcome or Outcome.CANCELLED
+        result = self._download_result
+        if not self._config.streaming:
+            mode = "buffered"
+        elif result.fallback_reason is not None:
+            mode = "buffered-fallback"
+        else:
+            mode = "stream"
         return PlaybackReport(
             outcome=outcome,
             error=str(self._error) if self._error is not None else None,
-            mode="stream" if self._config.streaming else "buffered",
-            format=self._format_name or (self._requested_format if fmt else None),
+            mode=mode,
+            fallback_reason=result.fallback_reason,
+            format=result.format,
             sample_rate=fmt.sample_rate if fmt else None,
             channels=fmt.channels if fmt else None,
             buffer_ms=self._config.buffer_ms,
@@ -304,7 +328,9 @@ class Playback:
             decode_ms_p95=decode_p95,
             reconnects=m.reconnects,
             frames_played=frames_played,
-            audio_s=m.frames_decoded / rate,
+            audio_s=m.frames_decoded / fmt.sample_rate if fmt else 0.0,
+            decode_errors=result.decode_errors,
+            output_sample_rate=out.sample_rate if out else None,
             timeline=m.timeline(self._ctl.machine.timeline),
         )
 

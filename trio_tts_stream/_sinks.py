@@ -80,6 +80,15 @@ class AudioSink(Protocol):
         """Buffer capacity in frames (0 before :meth:`open`)."""
         ...
 
+    async def output_format_for(self, fmt: AudioFormat) -> AudioFormat:
+        """The format this output will run at for a stream in ``fmt``.
+
+        An open output keeps its format; otherwise the sink's fixed ``samplerate`` /
+        ``channels`` if given, else ``fmt`` if the device accepts it, else the nearest
+        format it does. The player resamples and maps channels to match.
+        """
+        ...
+
     async def open(self, fmt: AudioFormat) -> None:
         """Start (or keep) the output in ``fmt``; silence until :meth:`play`."""
         ...
@@ -148,7 +157,15 @@ class _PlayoutSink(AudioSink):
     #: Seconds of audio per consumer block.
     block_s: float
 
-    def __init__(self, *, buffer_s: float, dtype: str, blocksize_ms: float) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_s: float,
+        dtype: str,
+        blocksize_ms: float,
+        samplerate: int | None = None,
+        channels: int | None = None,
+    ) -> None:
         if dtype not in _DTYPES:
             raise ConfigError(f"dtype={dtype!r} is invalid: it must be one of {_DTYPES}")
         if isinstance(buffer_s, bool) or not (
@@ -157,6 +174,13 @@ class _PlayoutSink(AudioSink):
             raise ConfigError(f"buffer_s={buffer_s!r} is invalid: it must be 0.02..600 seconds")
         if not (isinstance(blocksize_ms, (int, float)) and 1 <= blocksize_ms <= 200):
             raise ConfigError(f"blocksize_ms={blocksize_ms!r} is invalid: it must be 1..200 ms")
+        if samplerate is not None or channels is not None:
+            try:
+                AudioFormat(samplerate or 24000, channels or 1)
+            except ValueError as exc:
+                raise ConfigError(f"invalid output format: {exc}") from None
+        self.samplerate = samplerate
+        self.channels = channels
         self.buffer_s = float(buffer_s)
         self.dtype = dtype
         self.blocksize_ms = float(blocksize_ms)
@@ -207,6 +231,17 @@ class _PlayoutSink(AudioSink):
             return 0
         return max(1, round(self._fmt.sample_rate * self.blocksize_ms / 1000))
 
+    async def output_format_for(self, fmt: AudioFormat) -> AudioFormat:
+        if self._fmt is not None:
+            return self._fmt  # an open output keeps its format: the player resamples
+        want = AudioFormat(self.samplerate or fmt.sample_rate, self.channels or fmt.channels)
+        return await self._supported(want)
+
+    async def _supported(self, want: AudioFormat) -> AudioFormat:
+        """The nearest format the output accepts (any, for files and null sinks)."""
+        await trio.lowlevel.checkpoint()
+        return want
+
     async def open(self, fmt: AudioFormat) -> None:
         if self._closed:
             raise AudioDeviceError("the sink is closed; create a new one")
@@ -243,11 +278,14 @@ class _PlayoutSink(AudioSink):
         if block.ndim != 2:
             raise ValueError("blocks must have shape (frames, channels)")
         if block.shape[1] != channels:
-            if block.shape[1] != 1:
+            if block.shape[1] == 1:
+                block = np.repeat(block, channels, axis=1)
+            elif channels == 1:
+                block = block.mean(axis=1, keepdims=True, dtype=np.float32)
+            else:
                 raise AudioDeviceError(
                     f"cannot map {block.shape[1]} channels onto a {channels}-channel output"
                 )
-            block = np.repeat(block, channels, axis=1)
         if self.dtype == "int16":
             return float_to_int16(block)
         return block
@@ -377,12 +415,28 @@ class NullSink(_PlayoutSink):
         buffer_s: Ring capacity in seconds.
         blocksize_ms: Consumer block length.
         dtype: Sample type of the ring (``"int16"`` or ``"float32"``).
+        samplerate: Fixed output rate (streams are resampled to it); ``None``: the first
+            stream's rate.
+        channels: Fixed output channel count (mono is copied to every channel, more
+            channels are mixed to mono); ``None``: the first stream's.
     """
 
     def __init__(
-        self, *, buffer_s: float = 2.0, blocksize_ms: float = 20.0, dtype: str = "float32"
+        self,
+        *,
+        buffer_s: float = 2.0,
+        blocksize_ms: float = 20.0,
+        dtype: str = "float32",
+        samplerate: int | None = None,
+        channels: int | None = None,
     ) -> None:
-        super().__init__(buffer_s=buffer_s, dtype=dtype, blocksize_ms=blocksize_ms)
+        super().__init__(
+            buffer_s=buffer_s,
+            dtype=dtype,
+            blocksize_ms=blocksize_ms,
+            samplerate=samplerate,
+            channels=channels,
+        )
         self._cancel: trio.CancelScope | None = None
 
     async def _start_consumer(self, fmt: AudioFormat, playout: Playout) -> None:
@@ -423,12 +477,28 @@ class WavFileSink(_PlayoutSink):
         path: File to write (created or truncated).
         buffer_s: Ring capacity in seconds.
         dtype: ``"int16"`` or ``"float32"``.
+        samplerate: Fixed output rate (streams are resampled to it); ``None``: the first
+            stream's rate.
+        channels: Fixed output channel count (mono is copied to every channel, more
+            channels are mixed to mono); ``None``: the first stream's.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, buffer_s: float = 2.0, dtype: str = "int16"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        buffer_s: float = 2.0,
+        dtype: str = "int16",
+        samplerate: int | None = None,
+        channels: int | None = None,
     ) -> None:
-        super().__init__(buffer_s=buffer_s, dtype=dtype, blocksize_ms=20.0)
+        super().__init__(
+            buffer_s=buffer_s,
+            dtype=dtype,
+            blocksize_ms=20.0,
+            samplerate=samplerate,
+            channels=channels,
+        )
         self.path = os.fspath(path)
         self._file: IO[bytes] | None = None
         self._data_bytes = 0
@@ -528,6 +598,10 @@ class SoundDeviceSink(_PlayoutSink):
             the output (plus the device latency).
         latency: PortAudio's ``latency`` (seconds, ``"low"`` or ``"high"``).
         dtype: Device sample type, ``"int16"`` (exact for 16-bit sources) or ``"float32"``.
+        samplerate: Fixed output rate (streams are resampled to it); ``None``: the first
+            stream's rate.
+        channels: Fixed output channel count (mono is copied to every channel, more
+            channels are mixed to mono); ``None``: the first stream's.
     """
 
     def __init__(
@@ -538,8 +612,16 @@ class SoundDeviceSink(_PlayoutSink):
         blocksize_ms: float = 10.0,
         latency: float | str | None = "low",
         dtype: str = "int16",
+        samplerate: int | None = None,
+        channels: int | None = None,
     ) -> None:
-        super().__init__(buffer_s=buffer_s, dtype=dtype, blocksize_ms=blocksize_ms)
+        super().__init__(
+            buffer_s=buffer_s,
+            dtype=dtype,
+            blocksize_ms=blocksize_ms,
+            samplerate=samplerate,
+            channels=channels,
+        )
         self.device = device
         self.latency = latency
         self._stream: Any = None
@@ -553,6 +635,33 @@ class SoundDeviceSink(_PlayoutSink):
 
     def _to_trio_time(self, t: float) -> float:
         return trio.current_time() - (time.perf_counter() - t)
+
+    async def _supported(self, want: AudioFormat) -> AudioFormat:
+        sd = import_sounddevice()
+
+        def check() -> AudioFormat:
+            try:
+                sd.check_output_settings(
+                    device=self.device,
+                    samplerate=want.sample_rate,
+                    channels=want.channels,
+                    dtype=self.dtype,
+                )
+                return want
+            except (sd.PortAudioError, ValueError):
+                pass
+            try:
+                info = sd.query_devices(self.device, "output")
+            except (sd.PortAudioError, ValueError) as exc:
+                raise AudioDeviceError(
+                    f"no usable audio output device {self.device!r}: {exc}. List devices with "
+                    "`python -m trio_tts_stream devices`, or use --output FILE.wav."
+                ) from exc
+            rate = self.samplerate or int(info["default_samplerate"])
+            channels = min(want.channels, int(info["max_output_channels"])) or 1
+            return AudioFormat(rate, channels)
+
+        return await trio.to_thread.run_sync(check)
 
     async def _start_consumer(self, fmt: AudioFormat, playout: Playout) -> None:
         sd = import_sounddevice()

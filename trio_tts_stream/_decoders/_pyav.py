@@ -67,13 +67,14 @@ class PacketDecoder:
         channels: int | None = None,
     ) -> None:
         self.codec = codec
-        self._ctx: Any = av.CodecContext.create(codec, "r")
+        ctx: Any = av.CodecContext.create(codec, "r")
+        self._ctx = ctx
         if extradata is not None:
-            self._ctx.extradata = extradata
+            ctx.extradata = extradata
         if sample_rate is not None:
-            self._ctx.sample_rate = sample_rate
+            ctx.sample_rate = sample_rate
         if channels is not None:
-            self._ctx.layout = "mono" if channels == 1 else "stereo" if channels == 2 else channels
+            ctx.layout = "mono" if channels == 1 else "stereo" if channels == 2 else channels
         self.errors = 0
         self.audio_format: AudioFormat | None = None
         self._flushed = False
@@ -94,7 +95,7 @@ class PacketDecoder:
             frames = self._ctx.decode(packet)
         except av.error.EOFError:
             return []
-        except (av.error.InvalidDataError, av.error.ValueError, ValueError) as exc:
+        except (av.error.FFmpegError, ValueError) as exc:
             if packet is None:
                 return []
             self.errors += 1
@@ -116,3 +117,40 @@ class PacketDecoder:
             if len(block):
                 blocks.append(block)
         return blocks
+
+
+def decode_whole(data: bytes) -> tuple[str, AudioFormat, list[Block]]:
+    """Decode a complete file of any container/codec FFmpeg knows (the buffered fallback).
+
+    Returns:
+        ``(codec name, format, blocks)`` of the first audio stream.
+
+    Raises:
+        DecodeError: FFmpeg cannot find audio in ``data``.
+    """
+    import io
+
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise DecodeError("the response holds no audio stream")
+            stream = streams[0]
+            blocks: list[Block] = []
+            fmt: AudioFormat | None = None
+            for frame in container.decode(stream):
+                frame_fmt = AudioFormat(frame.sample_rate, frame.layout.nb_channels)
+                if fmt is None:
+                    fmt = frame_fmt
+                elif frame_fmt != fmt:
+                    raise UnsupportedFormatError(
+                        "the audio changes sample rate or channels in mid-stream"
+                    )
+                blocks.append(frame_to_block(frame))
+            if fmt is None:
+                raise DecodeError("the response holds no decodable audio")
+            return str(stream.codec_context.name), fmt, blocks
+    except av.error.FFmpegError as exc:
+        raise DecodeError(
+            f"the response is not audio FFmpeg can decode ({exc}); check response_format"
+        ) from exc
