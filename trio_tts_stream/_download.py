@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import httpx
 import trio
@@ -132,6 +132,11 @@ class ByteStream:
     content_type: str | None
     chunks: AsyncGenerator[bytes, None]
     url: str | None = None
+
+
+def _generator(iterator: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """httpx's body iterators are async generators; say so, to close them explicitly."""
+    return cast("AsyncGenerator[bytes, None]", iterator)
 
 
 def _redact(text: str, secret: str | None) -> str:
@@ -249,18 +254,22 @@ async def open_byte_stream(
             try:
                 if response.status_code >= 400:
                     body = b""
-                    async for piece in response.aiter_bytes():
-                        body += piece
-                        if len(body) >= _MAX_ERROR_BODY:
-                            break
+                    async with aclosing(_generator(response.aiter_bytes())) as pieces:
+                        async for piece in pieces:
+                            body += piece
+                            if len(body) >= _MAX_ERROR_BODY:
+                                break
                     raise _status_error(
                         response.status_code, safe_url, body, response.headers, api_key
                     )
 
                 async def chunks() -> AsyncGenerator[bytes, None]:
                     with map_http_errors(safe_url):
-                        async for chunk in response.aiter_bytes(config.chunk_size):
-                            yield chunk
+                        async with aclosing(
+                            _generator(response.aiter_bytes(config.chunk_size))
+                        ) as body:
+                            async for chunk in body:
+                                yield chunk
 
                 yield ByteStream(response.headers.get("content-type"), chunks(), safe_url)
             finally:

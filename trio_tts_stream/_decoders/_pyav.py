@@ -29,10 +29,8 @@ def frame_to_block(frame: Any) -> Block:
     data = frame.to_ndarray()
     fmt = frame.format
     channels = frame.layout.nb_channels
-    if fmt.is_planar:
-        data = data.T  # (channels, n) -> (n, channels)
-    else:
-        data = data.reshape(-1, channels)
+    # planar: (channels, n) -> (n, channels); packed: (1, n * channels) -> (n, channels)
+    data = data.T if fmt.is_planar else data.reshape(-1, channels)
     base = fmt.name.rstrip("p")
     if base == "u8":
         block = (data.astype(np.float32) - 128) * np.float32(_SCALE["u8"])
