@@ -209,3 +209,61 @@ def test_api_key_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "cannot connect" in result.stderr
     assert "SECRET" not in result.stderr + result.stdout
+
+
+def test_text_from_file_and_stats_table(served: str, tmp_path: Path) -> None:
+    text_file = tmp_path / "speech.txt"
+    text_file.write_text(TEXT + "\n", encoding="utf-8")
+    result = run_cli("say", "--file", str(text_file), "--base-url", served, "--null", "--stats")
+    assert result.returncode == 0, result.stderr
+    table = dict(line.split("  ", 1) for line in result.stdout.strip().splitlines() if "  " in line)
+    assert table["outcome"].strip() == "completed"
+    assert table["time to first audio"].strip().endswith(" ms")
+    assert table["underruns"].strip().startswith("0 ")
+    assert "\r" not in result.stderr  # no live status line when stderr is not a terminal
+
+
+def test_text_and_file_together_is_an_error(tmp_path: Path) -> None:
+    text_file = tmp_path / "t.txt"
+    text_file.write_text("x", encoding="utf-8")
+    result = run_cli("say", "hello", "--file", str(text_file), "--null")
+    assert result.returncode == 2
+    assert "not both" in result.stderr
+
+
+def test_ctrl_c_stops_at_once_with_130(served: str) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trio_tts_stream",
+            "say",
+            TEXT * 4,
+            "--base-url",
+            served,
+            "--null",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        time.sleep(2.5)  # start-up, 300 ms TTFB, then playing
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+    assert elapsed < 1.0  # process exit, including interpreter shutdown

@@ -13,9 +13,12 @@ import os
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from ._config import StreamConfig
 from ._download import DEFAULT_BASE_URL, SpeechRequest
@@ -29,7 +32,7 @@ from ._exceptions import (
     unwrap_single_exception,
 )
 from ._metrics import PlaybackReport
-from ._player import open_playback
+from ._player import Playback, PlaybackStatistics, open_playback
 from ._sinks import AudioSink, NullSink, SoundDeviceSink, WavFileSink, import_sounddevice
 
 __all__ = ["build_parser", "main"]
@@ -81,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_SAY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    say.add_argument("text", metavar="TEXT", help="text to speak, or - to read it from stdin")
+    say.add_argument(
+        "text", metavar="TEXT", nargs="?", help="text to speak; - or nothing reads stdin"
+    )
+    say.add_argument("--file", metavar="FILE", help="read the text to speak from FILE")
     say.add_argument("--base-url", help="API base URL (default: $OPENAI_BASE_URL or OpenAI's)")
     say.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY); never printed")
     say.add_argument("--model", default="gpt-4o-mini-tts", help="TTS model (default: %(default)s)")
@@ -131,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object with the report on stdout at the end",
     )
+    say.add_argument(
+        "--stats", action="store_true", help="print a table of the measurements at the end"
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -169,12 +178,79 @@ def _exit_code(exc: TTSStreamError) -> int:
 
 
 def _read_text(args: argparse.Namespace) -> str:
-    text: str = args.text
-    if text == "-":
+    if args.file is not None and args.text is not None:
+        raise ConfigError("give the text either as TEXT or with --file, not both")
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--file {args.file!r} cannot be read: {exc}") from None
+    elif args.text in (None, "-"):
+        if args.text is None and sys.stdin.isatty():
+            raise ConfigError("no text to speak: pass TEXT, --file FILE, or pipe text into `say -`")
         text = sys.stdin.read()
+    else:
+        text = args.text
     if not text.strip():
-        raise ConfigError("no text to speak: pass TEXT or pipe text into `say -`")
+        raise ConfigError("no text to speak: pass TEXT, --file FILE, or pipe text into `say -`")
     return text.strip()
+
+
+def _status_line(stats: PlaybackStatistics) -> str:
+    return (
+        f"{stats.state.value:<11} buffered {stats.buffered_ms:5.0f} ms | "
+        f"played {stats.played_s:5.1f} s of {stats.received_s:5.1f} s received | "
+        f"underruns {stats.underruns}"
+    )
+
+
+async def _show_status(playback: Playback, stream: TextIO) -> None:
+    """Redraw a one-line status every 100 ms (only used when stderr is a terminal)."""
+    try:
+        while True:
+            stream.write("\r\x1b[K" + _status_line(playback.statistics()))
+            stream.flush()
+            await trio.sleep(0.1)
+    finally:
+        stream.write("\r\x1b[K")
+        stream.flush()
+
+
+def _stats_table(report: PlaybackReport) -> str:
+    def fmt(value: object, unit: str = "") -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:,.1f}{unit}"
+        return f"{value}{unit}"
+
+    rows = [
+        ("outcome", fmt(report.outcome.value)),
+        ("mode", fmt(report.mode)),
+        ("format", f"{report.format} {fmt(report.sample_rate)} Hz, {fmt(report.channels)} ch"),
+        ("time to first byte", fmt(report.ttfb_ms, " ms")),
+        ("time to first audio", fmt(report.ttfa_ms, " ms")),
+        ("initial buffer", fmt(report.buffer_ms, " ms")),
+        ("audio", fmt(report.audio_s, " s")),
+        ("underruns", f"{report.underruns} ({report.underrun_ms:,.0f} ms of silence)"),
+        (
+            "buffer while playing",
+            f"avg {fmt(report.buffer_ms_avg, ' ms')}, min {fmt(report.buffer_ms_min, ' ms')}",
+        ),
+        (
+            "received",
+            f"{report.bytes_received:,} bytes at {fmt(report.throughput_kbps, ' kbit/s')}",
+        ),
+        (
+            "decode per chunk",
+            f"mean {fmt(report.decode_ms_mean, ' ms')}, p95 {fmt(report.decode_ms_p95, ' ms')}",
+        ),
+        ("decode errors", fmt(report.decode_errors)),
+        ("reconnects", fmt(report.reconnects)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
 def _make_sink(args: argparse.Namespace, config: StreamConfig) -> AudioSink:
@@ -217,7 +293,11 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
             _make_sink(args, config) as sink,
             open_playback(request, sink=sink, config=config, verify=verify) as playback,
         ):
-            pass
+            if sys.stderr.isatty():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_show_status, playback, sys.stderr)
+                    await playback.wait()
+                    nursery.cancel_scope.cancel()
     return playback.report
 
 
@@ -258,14 +338,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(run_serve, args)
             return EXIT_OK
         report = trio.run(_say, args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except TTSStreamError as exc:
         if args.command == "say" and getattr(args, "json", False) and exc.report is not None:
             _print_json(exc.report)
         print(f"error: {exc}", file=sys.stderr)
         return _exit_code(exc)
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         _print_json(report)
+    if args.stats:
+        print(_stats_table(report), file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A Ctrl-C, possibly inside exception groups."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_interrupted(e) for e in exc.exceptions)
+    return False
