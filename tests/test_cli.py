@@ -257,7 +257,7 @@ def test_ctrl_c_stops_at_once_with_130(served: str) -> None:
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
         elapsed = time.monotonic() - sent
     finally:
         if proc.poll() is None:

@@ -3,8 +3,11 @@
 :func:`open_test_server` runs it for the duration of an ``async with`` block;
 :func:`serve` runs it under ``nursery.start``. It answers ``POST /v1/audio/speech`` with
 the deterministic, speech-like audio of :func:`synthesize_tone`, streamed with a
-configurable time to first byte and real-time factor; :meth:`TestServer.render` gives the
-exact body of any request, so a client's output can be checked bit for bit.
+configurable time to first byte and real-time factor, in every OpenAI ``response_format``
+(``pcm`` and ``wav`` always; ``mp3``, ``opus``, ``aac`` and ``flac`` with PyAV, the
+``formats`` extra). :meth:`TestServer.render` gives the exact body of any request and
+:meth:`TestServer.reference_pcm` the samples it encodes, so a client's output can be
+checked bit for bit (``pcm``, ``wav``, ``flac``) or against the reference (lossy formats).
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ connections are kept until the client closes them or the server stops.
 
 Response formats live in a small registry (:data:`_FORMATS`): a format is a content type
 plus an incremental encoder (``encode(int16 samples) -> bytes``, ``flush() -> bytes``).
-Compressed formats (mp3, aac, flac, opus through PyAV) can be added there later.
+``pcm`` and ``wav`` are written here; ``mp3``, ``opus`` (Ogg), ``aac`` (ADTS) and ``flac``
+come from :mod:`._encode` (PyAV), and are answered with a 400 naming the missing extra
+when PyAV is not installed. Every format encodes the same samples, and is paced the same
+way: piece ``k`` holds what the encoder produced once it had been fed audio up to the end
+of piece ``k``, and goes out when that audio is due. A compressed encoder emits whole
+codec frames, and only after its look-ahead, so some pieces are empty and the first audio
+bytes come a codec frame or two later than with ``pcm`` (see :mod:`._encode`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import logging
 import math
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,6 +56,11 @@ import trio
 
 from .._exceptions import ConfigError
 from ._tone import VOICES, tone_blocks, tone_frames
+
+try:
+    from ._encode import ENCODERS as _PYAV_ENCODERS
+except ImportError:  # PyAV is optional (the "formats" extra): serve pcm and wav only
+    _PYAV_ENCODERS = {}
 
 __all__ = [
     "MAX_INPUT_CHARS",
@@ -78,13 +89,15 @@ MAX_INPUT_CHARS = 4096
 """Longest ``input`` accepted, as OpenAI's limit."""
 
 OPENAI_RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
-"""Every ``response_format`` OpenAI knows (not all of them are implemented here)."""
+"""Every ``response_format`` OpenAI knows (all implemented here when PyAV is installed)."""
 
 _SPEED_MIN = 0.25
 _SPEED_MAX = 4.0
-_DEFAULT_FORMAT = "mp3"  # OpenAI's default: a request without response_format gets a 400
+_DEFAULT_FORMAT = "mp3"  # OpenAI's default (a 400 without PyAV)
+_FORMATS_EXTRA = "trio-tts-stream[formats]"
 _RECEIVE_SIZE = 65536
-_SEND_SIZE = 65536  # unpaced bodies are written in batches of about this many bytes
+_SEND_SIZE = 65536  # unpaced bodies are written in batches of about this many bytes,
+_SEND_AUDIO_MS = 1000  # or of this much audio (bounds how long encoding holds the loop)
 _DRAIN_LIMIT = 16 * 1024 * 1024  # read and discard at most this much of an oversized body
 _CLOSE_TIMEOUT = 1.0
 
@@ -117,15 +130,21 @@ _ENGINES: dict[str, _Engine] = {"tone": _Engine("tone", VOICES, _tone)}
 class _EncoderOptions:
     sample_rate: int
     total_frames: int
-    wav_exact_sizes: bool
+    wav_exact_sizes: bool  # exact lengths in headers, for every format that has them
 
 
 class _Encoder(Protocol):
-    """Incremental int16 mono samples -> response body bytes."""
+    """Incremental int16 mono samples -> response body bytes.
+
+    The header comes with the first call. ``close()`` releases resources; it is called
+    also when a response is abandoned half way (the client went away).
+    """
 
     def encode(self, samples: npt.NDArray[np.int16]) -> bytes: ...
 
     def flush(self) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class _PCMEncoder:
@@ -139,6 +158,9 @@ class _PCMEncoder:
 
     def flush(self) -> bytes:
         return b""
+
+    def close(self) -> None:
+        pass
 
 
 class _WAVEncoder:
@@ -162,6 +184,9 @@ class _WAVEncoder:
         header, self._header = self._header, b""
         return header
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class _Format:
@@ -170,16 +195,40 @@ class _Format:
     encoder: Callable[[_EncoderOptions], _Encoder]
 
 
-# To add a compressed format, register a _Format whose encoder wraps a PyAV
-# CodecContext (left out of the registry when ``import av`` fails, as httpx does with
-# its optional decoders).
+def _pyav_format(name: str, encoder: Callable[..., _Encoder], content_type: str) -> _Format:
+    def create(options: _EncoderOptions) -> _Encoder:
+        return encoder(
+            options.sample_rate, options.total_frames, exact_sizes=options.wav_exact_sizes
+        )
+
+    return _Format(name, content_type, create)
+
+
+# The compressed formats are left out when ``import av`` fails, as httpx does with its
+# optional decoders; requests for them then get a 400 that names the missing extra.
 _FORMATS: dict[str, _Format] = {
     "pcm": _Format("pcm", "audio/pcm", _PCMEncoder),
     "wav": _Format("wav", "audio/wav", _WAVEncoder),
+    **{name: _pyav_format(name, cls, cls.content_type) for name, cls in _PYAV_ENCODERS.items()},
 }
 
-RESPONSE_FORMATS: tuple[str, ...] = tuple(_FORMATS)
-"""The ``response_format`` values this server implements."""
+RESPONSE_FORMATS: tuple[str, ...] = tuple(f for f in OPENAI_RESPONSE_FORMATS if f in _FORMATS)
+"""The ``response_format`` values this server implements: all of
+:data:`OPENAI_RESPONSE_FORMATS`, or only ``wav`` and ``pcm`` when PyAV is missing."""
+
+
+def _format_error(response_format: object) -> str:
+    """Why ``response_format`` cannot be served."""
+    if response_format in OPENAI_RESPONSE_FORMATS:
+        return (
+            f"response_format {response_format!r} needs PyAV, which is not installed: "
+            f"install {_FORMATS_EXTRA}. This server supports: "
+            f"{', '.join(repr(f) for f in RESPONSE_FORMATS)}."
+        )
+    return (
+        f"Unsupported response_format {_short(response_format)}. This server supports: "
+        f"{', '.join(repr(f) for f in RESPONSE_FORMATS)}."
+    )
 
 
 def wav_header(sample_rate: int, *, data_bytes: int | None = None) -> bytes:
@@ -215,13 +264,29 @@ def render_chunks(
 ) -> list[bytes]:
     """The response body for a request, cut into the pieces the server sends.
 
-    Piece ``k`` holds the encoding of audio frames ``[k * n, (k + 1) * n)`` where ``n`` is
-    ``chunk_ms`` of audio (at least one frame); a header goes into the first piece and
-    whatever the encoder flushes at the end into the last. A piece may be empty (a
-    compressed encoder may hold audio back); the server then sends nothing at its time.
+    Piece ``k`` holds what the encoder produced when it was fed audio frames
+    ``[k * n, (k + 1) * n)``, where ``n`` is ``chunk_ms`` of audio (at least one frame):
+    for ``pcm`` exactly those frames; a header goes into the first piece and whatever the
+    encoder flushes at the end into the last. A compressed encoder emits whole codec
+    frames once its look-ahead is filled, so its pieces hold earlier audio and may be
+    empty; the server then sends nothing at that time. The pieces do not depend on how
+    the audio is cut: ``b"".join(...)`` is the same for every ``chunk_ms``.
+
+    Args:
+        text: The ``input`` of the request.
+        voice: The ``voice``.
+        speed: The ``speed``.
+        response_format: Any of :data:`RESPONSE_FORMATS`.
+        chunk_ms: Audio per piece.
+        engine: The synthesizer (only ``"tone"``).
+        wav_exact_sizes: Exact lengths in the headers that have them: the RIFF and data
+            sizes of ``wav``, an Info (gapless) frame before the ``mp3`` audio, the
+            total samples in ``flac``'s STREAMINFO. ``aac`` (ADTS) and ``opus`` (Ogg)
+            have no length in their headers.
 
     Raises:
-        ValueError: If the engine, voice, format, speed or chunk_ms is invalid.
+        ValueError: If the engine, voice, format, speed or chunk_ms is invalid, or the
+            format needs PyAV and it is not installed.
     """
     _, pieces = _open_body(
         text,
@@ -244,14 +309,15 @@ def _open_body(
     chunk_ms: float,
     engine: str,
     wav_exact_sizes: bool,
-) -> tuple[int, Iterator[bytes]]:
-    """:func:`render_chunks`, lazily: ``(number of pieces, iterator over the pieces)``.
+) -> tuple[int, Generator[bytes, None, None]]:
+    """:func:`render_chunks`, lazily: ``(number of pieces, generator of the pieces)``.
 
-    Arguments are checked at once; the audio is synthesized as the pieces are taken.
+    Arguments are checked at once; the audio is synthesized and encoded as the pieces
+    are taken. Close the generator if it is not run to the end (it owns the encoder).
     """
     fmt = _FORMATS.get(response_format)
     if fmt is None:
-        raise ValueError(f"unsupported response_format {response_format!r}")
+        raise ValueError(_format_error(response_format))
     try:
         eng = _ENGINES[engine]
     except KeyError:
@@ -262,8 +328,10 @@ def _open_body(
         raise ValueError(f"chunk_ms must be > 0, got {chunk_ms!r}")
     total, blocks = eng.synthesize(text, voice, speed, SAMPLE_RATE)
     step = _chunk_frames(chunk_ms)
-    encoder = fmt.encoder(_EncoderOptions(SAMPLE_RATE, total, wav_exact_sizes))
-    return max(1, -(-total // step)), _encode_pieces(_reframe(blocks, step), encoder)
+    options = _EncoderOptions(SAMPLE_RATE, total, wav_exact_sizes)
+    return max(1, -(-total // step)), _encode_pieces(
+        _reframe(blocks, step), partial(fmt.encoder, options)
+    )
 
 
 def _reframe(blocks: Iterator[_Samples], step: int) -> Iterator[_Samples]:
@@ -280,15 +348,21 @@ def _reframe(blocks: Iterator[_Samples], step: int) -> Iterator[_Samples]:
         yield rest
 
 
-def _encode_pieces(frames: Iterator[_Samples], encoder: _Encoder) -> Iterator[bytes]:
+def _encode_pieces(
+    frames: Iterator[_Samples], new_encoder: Callable[[], _Encoder]
+) -> Generator[bytes, None, None]:
     """Encode each piece; what the encoder flushes at the end joins the last piece."""
-    previous: bytes | None = None
-    for piece in frames:
-        encoded = encoder.encode(piece)
-        if previous is not None:
-            yield previous
-        previous = encoded
-    yield (previous or b"") + encoder.flush()
+    encoder = new_encoder()
+    try:
+        previous: bytes | None = None
+        for piece in frames:
+            encoded = encoder.encode(piece)
+            if previous is not None:
+                yield previous
+            previous = encoded
+        yield (previous or b"") + encoder.flush()
+    finally:
+        encoder.close()
 
 
 def chunk_schedule(
@@ -426,15 +500,7 @@ def _validate(obj: dict[str, Any], engine: _Engine) -> _SpeechRequest | _HTTPErr
 
     response_format = obj.get("response_format", _DEFAULT_FORMAT)
     if not isinstance(response_format, str) or response_format not in _FORMATS:
-        known = " (known to OpenAI, not implemented here)" * (
-            response_format in OPENAI_RESPONSE_FORMATS
-        )
-        return _bad(
-            f"Unsupported response_format {_short(response_format)}{known}. This server "
-            f"supports: {', '.join(repr(f) for f in RESPONSE_FORMATS)}.",
-            "response_format",
-            "invalid_value",
-        )
+        return _bad(_format_error(response_format), "response_format", "invalid_value")
 
     speed = obj.get("speed", 1.0)
     if (
@@ -559,14 +625,35 @@ class TestServer:
     ) -> bytes:
         """Exactly the response body this server sends for these request parameters.
 
+        The same for every call, in every process (with the same PyAV build, for the
+        compressed formats). Decoded, it is :meth:`reference_pcm`, up to the codec's loss
+        and delay (see :mod:`trio_tts_stream.testing._encode`).
+
         Raises:
             ValueError: If the voice or format is not supported.
         """
         return b"".join(self._open_body(text, voice, speed, response_format)[1])
 
+    def reference_pcm(
+        self, text: str, voice: str = "alloy", speed: float = 1.0
+    ) -> npt.NDArray[np.int16]:
+        """The samples every response format encodes: int16 mono at :data:`SAMPLE_RATE`.
+
+        The ``pcm`` body is exactly these samples (little-endian); for the ``tone``
+        engine they are :func:`~trio_tts_stream.testing.synthesize_tone`'s.
+
+        Raises:
+            ValueError: If the voice or speed is not supported.
+        """
+        engine = self._config.engine
+        if voice not in engine.voices:
+            raise ValueError(f"unknown voice {voice!r}")
+        _, blocks = engine.synthesize(text, voice, speed, SAMPLE_RATE)
+        return np.concatenate([np.empty(0, dtype=np.int16), *blocks])
+
     def _open_body(
         self, text: str, voice: str, speed: float, response_format: str
-    ) -> tuple[int, Iterator[bytes]]:
+    ) -> tuple[int, Generator[bytes, None, None]]:
         return _open_body(
             text,
             voice=voice,
@@ -739,18 +826,25 @@ class _Connection:
         # ttfb_ms, not before.
         pending = bytearray(self._conn.send(h11.Response(status_code=200, headers=headers)) or b"")
         paced = config.realtime_factor is not None
-        for k, (chunk, offset) in enumerate(zip(pieces, due, strict=True)):
-            deadline = received_at + offset
-            if trio.current_time() < deadline:
-                if k > 0:
+        # Unpaced, send (a checkpoint) at least every _SEND_AUDIO_MS of audio: encoding
+        # runs in this task, and a slow codec (opus: ~75x real time) must not hold the
+        # event loop for long.
+        batch = max(1, round(_SEND_AUDIO_MS / config.chunk_ms))
+        try:
+            for k, (chunk, offset) in enumerate(zip(pieces, due, strict=True)):
+                deadline = received_at + offset
+                if trio.current_time() < deadline:
+                    if k > 0:
+                        await self._send(bytes(pending))
+                        pending.clear()
+                    await trio.sleep_until(deadline)
+                if chunk:
+                    pending += self._conn.send(h11.Data(data=chunk)) or b""
+                if k == 0 or paced or len(pending) >= _SEND_SIZE or (k + 1) % batch == 0:
                     await self._send(bytes(pending))
                     pending.clear()
-                await trio.sleep_until(deadline)
-            if chunk:
-                pending += self._conn.send(h11.Data(data=chunk)) or b""
-            if k == 0 or paced or len(pending) >= _SEND_SIZE:
-                await self._send(bytes(pending))
-                pending.clear()
+        finally:
+            pieces.close()  # the client may have gone: release the encoder now
         pending += self._conn.send(h11.EndOfMessage()) or b""
         await self._send(bytes(pending))
 
@@ -875,8 +969,11 @@ async def open_test_server(
         api_key: Require ``Authorization: Bearer <api_key>`` (else 401).
         max_body_bytes: Largest request body accepted (else 413).
         engine: The synthesizer; only ``"tone"`` exists.
-        wav_exact_sizes: Give ``wav`` responses exact RIFF/data sizes instead of the
-            streaming ``0xFFFFFFFF``.
+        wav_exact_sizes: Put exact lengths in the headers that have them, as an encoder
+            that knows the length up front would: RIFF/data sizes in ``wav`` instead of
+            the streaming ``0xFFFFFFFF``, an Info (gapless) frame before the ``mp3``
+            audio, the total samples in ``flac``'s STREAMINFO (instead of 0, unknown).
+            ``aac`` (ADTS) and ``opus`` (Ogg) have no length in their headers.
 
     Yields:
         The running :class:`TestServer`.
