@@ -585,7 +585,7 @@ def import_sounddevice() -> ModuleType:
 
 
 class SoundDeviceSink(_PlayoutSink):
-    """Plays through PortAudio with a callback :class:`sounddevice.OutputStream`.
+    """Plays through PortAudio with a callback :class:`sounddevice.RawOutputStream`.
 
     sounddevice is imported on first :meth:`open`, so the package imports without
     PortAudio. The stream keeps running (playing silence while paused) until
@@ -675,17 +675,21 @@ class SoundDeviceSink(_PlayoutSink):
         playout.wake = wake_soon
         fill = playout.fill
         perf_counter = time.perf_counter
+        frombuffer = np.frombuffer
+        dtype = playout.ring.dtype
+        channels = fmt.channels
 
         def callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-            # PortAudio thread: no blocking, no allocation of sample memory.
+            # PortAudio thread: no blocking, no allocation of sample memory (a raw stream
+            # hands us a buffer; wrapping it in an ndarray view copies nothing).
             now = perf_counter()
             delay = time_info.outputBufferDacTime - time_info.currentTime
             if not 0.0 < delay < 2.0:
                 delay = self._fallback_latency
-            fill(outdata, now, delay)
+            fill(frombuffer(outdata, dtype=dtype).reshape(frames, channels), now, delay)
 
         def start() -> Any:
-            stream = sd.OutputStream(
+            stream = sd.RawOutputStream(
                 samplerate=fmt.sample_rate,
                 channels=fmt.channels,
                 dtype=self.dtype,
