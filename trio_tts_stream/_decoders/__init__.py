@@ -43,7 +43,9 @@ DECODERS: dict[str, DecoderFactory] = {
 #: Decoders needing an optional dependency: (name, module, class, top-level package it
 #: needs, pip hint). Add a row per codec module, e.g.
 #: ``("mp3", ".mp3", "Mp3Decoder", "av", "trio-tts-stream[formats]")``.
-_OPTIONAL: tuple[tuple[str, str, str, str, str], ...] = ()
+_OPTIONAL: tuple[tuple[str, str, str, str, str], ...] = (
+    ("opus", ".opus", "OpusDecoder", "av", "trio-tts-stream[formats]"),
+)
 
 #: Optional formats whose dependency is missing: name -> pip hint.
 _MISSING: dict[str, str] = {}

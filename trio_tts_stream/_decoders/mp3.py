@@ -1,0 +1,548 @@
+"""Streaming MP3 (MPEG-1/2/2.5 Layer III) decoder with gapless trimming.
+
+Theory of operation
+-------------------
+Framing is ours, decoding is FFmpeg's: :class:`SyncFramer` splits the byte stream into
+whole frames, :class:`~._pyav.PacketDecoder` decodes each one. The framer is shared with
+:mod:`.aac` (ADTS has the same shape: a sync word, a header that gives the frame length).
+
+**Framing.** At each position the framer expects one of:
+
+* a frame header. While *locked* (the previous frame was good), a header with the same
+  stream parameters (MPEG version, sample rate, mono/stereo) is trusted and the frame is
+  emitted as soon as its last byte arrives. Otherwise (start of stream, after garbage, or
+  after a parameter change) a candidate is only accepted when the bytes right after it
+  start another header with the same parameters (or a tag), which rules out false syncs
+  in garbage at the cost of one frame of look-ahead;
+* a tag, skipped as it streams past without being buffered: ID3v2 (``ID3``, syncsafe
+  size, +10 bytes with a footer), ID3v1 (``TAG``, 128 bytes) or APEv2 (``APETAGEX``,
+  header or footer). Bytes before an APE footer that fit inside the tag's declared size
+  are its items, not garbage;
+* anything else is garbage: the framer drops the lock and scans (with one ``re`` search)
+  to the next byte that could start a header or a tag. Each run of garbage counts as one
+  error. A run of garbage still open at end of stream is a truncated final frame or junk
+  and is reported in ``trailing_bytes_dropped`` instead.
+
+Every decision depends only on a bounded window of bytes after the current position, and
+waits until those bytes have arrived (or end of stream), so any chunking of the input
+yields the same frames. Only Layer III is accepted (the ``mp3`` decoder cannot decode
+Layers I/II, and TTS servers do not send them); free-format streams are rejected.
+
+**Gapless playback.** An encoder (LAME, and FFmpeg's mp3 muxer) usually writes a first
+frame with no audio that carries a ``Xing`` (VBR) or ``Info`` (CBR) tag, often followed by
+a LAME tag holding the *encoder delay* and *padding* (12 bits each, 21 bytes into the LAME
+tag). That frame is never decoded. With a LAME tag (encoder string ``LAME``, ``Lavf`` or
+``Lavc``, as FFmpeg checks), :class:`Mp3Decoder` drops ``delay + 529`` samples at the head
+(529 is the decoder's own delay) and ``padding - 529`` at the tail, which is FFmpeg's rule
+and gives back exactly the encoder's input. The tail is only known to be the tail at end of
+stream, so those (at most ~3500) samples are held back until :meth:`Mp3Decoder.flush`;
+they are kept if the stream was truncated (fewer frames than the Xing tag announced).
+Without a LAME tag nothing is trimmed: a stream that FFmpeg wrote to a pipe has no Xing
+frame at all and decodes with ``576 + 529`` extra samples at the head (26 ms at 44.1 kHz).
+
+A ``Xing``/``Info``/``VBRI`` frame in mid-stream starts a new stream (concatenated
+files): the previous one is finished (its padding dropped) and a fresh codec context
+decodes the next, trimmed by its own LAME tag, so the output is exactly the concatenation
+of the streams decoded one by one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._exceptions import DecodeError, UnsupportedFormatError
+from .._format import AudioFormat, Block
+from ._pyav import PacketDecoder
+
+__all__ = ["Mp3Decoder", "SyncFramer", "VbrHeader", "parse_mp3_header", "parse_vbr_header"]
+
+HeaderParser = Callable[[bytearray, int], "tuple[int, Hashable] | None"]
+"""``parse(buf, pos)`` -> ``(frame_length, key)`` for a valid header at ``buf[pos:]``, else
+``None``. ``key`` names the stream parameters that must stay constant between frames."""
+
+#: Bytes that can start a frame header (``0xFF``) or a tag (``ID3``, ``TAG``, ``APETAGEX``).
+_CANDIDATE = re.compile(rb"[\xffITA]")
+
+#: Garbage bytes tolerated before the first frame before we decide the response is not audio.
+_MAX_LEADING_GARBAGE = 64 * 1024
+
+_NEED_MORE = -1
+
+#: Decoder delay of the MPEG audio synthesis filterbank, in samples (LAME's convention).
+DECODER_DELAY = 529
+
+
+class SyncFramer:
+    """Split a byte stream into whole frames of a sync-word codec (MP3, ADTS AAC).
+
+    Args:
+        parse_header: Header parser (see :data:`HeaderParser`).
+        header_size: Bytes ``parse_header`` needs.
+        codec: Codec name for error messages (``"mp3"``, ``"aac"``).
+
+    Attributes:
+        frames: Frames returned so far.
+        garbage_runs: Runs of undecodable bytes skipped between frames.
+        garbage_bytes: Bytes in those runs.
+        tag_bytes: Bytes of ID3v2/ID3v1/APE tags skipped.
+        trailing_bytes_dropped: Bytes after the last frame that formed no frame (a
+            truncated final frame or junk), counted at :meth:`finish`.
+        received: Bytes fed so far.
+    """
+
+    def __init__(self, parse_header: HeaderParser, header_size: int, codec: str) -> None:
+        self._parse = parse_header
+        self._header_size = header_size
+        self._codec = codec
+        self._buf = bytearray()
+        self._skip = 0  # tag bytes still to skip
+        self._locked: Hashable | None = None  # key of the stream we are locked on
+        self._last_key: Hashable | None = None
+        self._garbage = 0  # bytes in the current run of garbage
+        self.head = b""  # first bytes of the stream, for error messages
+        self.frames = 0
+        self.garbage_runs = 0
+        self.garbage_bytes = 0
+        self.tag_bytes = 0
+        self.trailing_bytes_dropped = 0
+        self.received = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume ``data``; return the frames completed by it.
+
+        Raises:
+            DecodeError: No frame was found in the first 64 KiB (not counting tags).
+        """
+        return self._run(data, final=False)
+
+    def finish(self) -> list[bytes]:
+        """End of stream: return the last frames; leftover bytes are trailing garbage."""
+        frames = self._run(b"", final=True)
+        self.trailing_bytes_dropped += self._garbage
+        self._garbage = 0
+        return frames
+
+    def _run(self, data: bytes, *, final: bool) -> list[bytes]:
+        self.received += len(data)
+        if len(self.head) < 32:
+            self.head += data[: 32 - len(self.head)]
+        view = memoryview(data)
+        if self._skip and not self._buf:  # skip tag bytes without copying them
+            take = min(self._skip, len(view))
+            self._skip -= take
+            self.tag_bytes += take
+            view = view[take:]
+        buf = self._buf
+        buf += view
+        parse = self._parse
+        size = self._header_size
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._skip:
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                self.tag_bytes += take
+                pos += take
+                continue
+            avail = end - pos
+            byte = buf[pos]
+            if byte == 0xFF:
+                header = parse(buf, pos) if avail >= size else None
+                if header is None and avail < size and not final:
+                    break
+                if header is not None:
+                    length, key = header
+                    if key == self._locked:
+                        if avail >= length:
+                            frames.append(self._take(buf, pos, length, key))
+                            pos += length
+                            continue
+                        if not final:
+                            break
+                    elif avail >= length + size:
+                        after = pos + length
+                        following = parse(buf, after)
+                        if True or _starts_tag(
+                            buf, after
+                        ):
+                            frames.append(self._take(buf, pos, length, key))
+                            pos += length
+                            continue
+                    elif not final:
+                        break
+                    elif avail >= length and self._last_key in (None, key):
+                        frames.append(self._take(buf, pos, length, key))
+                        pos += length
+                        continue
+            elif byte in b"ITA":
+                tag = self._tag_size(buf, pos, end, final)
+                if tag == _NEED_MORE and not final:
+                    break
+                if tag > 0:
+                    self._end_garbage(forgiven=self._ape_items(buf, pos, tag))
+                    self._skip = tag
+                    continue
+            # Not a frame or a tag here: skip to the next byte that could start one.
+            self._locked = None
+            found = _CANDIDATE.search(buf, pos + 1)
+            stop = end if found is None else found.start()
+            self._garbage += stop - pos
+            pos = stop
+            if self.frames == 0 and self.garbage_bytes + self._garbage > _MAX_LEADING_GARBAGE:
+                raise DecodeError(not_audio_message(self._codec, self.head, self.received))
+        del buf[:pos]
+        return frames
+
+    def _tag_size(self, buf: bytearray, pos: int, end: int, final: bool) -> int:
+        """Bytes to skip for a tag at ``pos``; 0 if there is none; ``_NEED_MORE`` if undecided."""
+        byte = buf[pos]
+        if byte == 0x49:  # "I": ID3v2
+            found = _magic(buf, pos, end, b"ID3", 10)
+            if found is None:
+                return _NEED_MORE
+            if not found:
+                return 0
+            major, revision, flags = buf[pos + 3], buf[pos + 4], buf[pos + 5]
+            size_bytes = buf[pos + 6 : pos + 10]
+            if not 2 <= major <= 4 or revision == 0xFF or any(b & 0x80 for b in size_bytes):
+                return 0
+            size = 0
+            for b in size_bytes:
+                size = size << 7 | b
+            return 10 + size + (10 if major == 4 and flags & 0x10 else 0)
+        if byte == 0x54:  # "T": ID3v1
+            # 128 bytes at the very end of a file; as we cannot see the end coming, accept it
+            # when the stream ends or a frame or tag follows (text may contain "TAG").
+            found = _magic(buf, pos, end, b"TAG", 128 + self._header_size)
+            if found is False:
+                return 0
+            after = pos + 128
+            if found is None:
+                if not final:
+                    return _NEED_MORE
+                return 128 if end == after else 0
+            return 128 if _starts_tag(buf, after) or self._parse(buf, after) is not None else 0
+        if byte == 0x41:  # "A": APEv2 header or footer
+            found = _magic(buf, pos, end, b"APETAGEX", 32)
+            if found is None:
+                return _NEED_MORE
+            if not found:
+                return 0
+            version = int.from_bytes(buf[pos + 8 : pos + 12], "little")
+            size = int.from_bytes(buf[pos + 12 : pos + 16], "little")
+            flags = int.from_bytes(buf[pos + 20 : pos + 24], "little")
+            if version not in (1000, 2000) or size < 32:
+                return 0
+            return 32 + size if flags & (1 << 29) else 32  # header: skip the tag; footer: itself
+        return 0
+
+    def _take(self, buf: bytearray, pos: int, length: int, key: Hashable) -> bytes:
+        self._end_garbage()
+        self._locked = self._last_key = key
+        self.frames += 1
+        return bytes(buf[pos : pos + length])
+
+    def _end_garbage(self, *, forgiven: bool = False) -> None:
+        if self._garbage:
+            if forgiven:
+                self.tag_bytes += self._garbage
+            else:
+                self.garbage_runs += 1
+                self.garbage_bytes += self._garbage
+            self._garbage = 0
+
+    def _ape_items(self, buf: bytearray, pos: int, tag: int) -> bool:
+        """True when an APE *footer* at ``pos`` covers the garbage run before it."""
+        if buf[pos] != 0x41 or tag != 32:  # not a footer (a header skips the whole tag)
+            return False
+        declared = int.from_bytes(buf[pos + 12 : pos + 16], "little")
+        return self._garbage <= declared - 32
+
+
+def _starts_tag(buf: bytearray, pos: int) -> bool:
+    head = bytes(buf[pos : pos + 4])
+    return head[:3] in (b"ID3", b"TAG") or head == b"APET"
+
+
+def _magic(buf: bytearray, pos: int, end: int, magic: bytes, need: int) -> bool | None:
+    """``magic`` is at ``pos`` and ``need`` bytes are there: True; undecided: None; else False."""
+    k = min(end - pos, len(magic))
+    if buf[pos : pos + k] != magic[:k]:
+        return False
+    return True if end - pos >= need else None
+
+
+def not_audio_message(codec: str, head: bytes, received: int) -> str:
+    """The :class:`DecodeError` message for a response with no decodable frame."""
+    if received == 0:
+        return f"the response is empty: no {codec} audio"
+    return (
+        f"the response is not {codec} audio: no decodable {codec} frame in {received} "
+        f"bytes starting with {head!r} (an error message, or another format? check "
+        "response_format and the server's Content-Type)"
+    )
+
+
+# -- MPEG audio frames ------------------------------------------------------------------
+
+_BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_BITRATES_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+#: Sample rates by version bits (0: MPEG-2.5, 2: MPEG-2, 3: MPEG-1) and rate index.
+_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+
+
+def parse_mp3_header(buf: bytearray | bytes, pos: int) -> tuple[int, Hashable] | None:
+    """Parse a Layer III frame header at ``buf[pos:pos+4]``.
+
+    Returns:
+        ``(frame_length, key)``, where ``key`` = (version bits, rate index, mono), or
+        ``None`` if these 4 bytes are not a valid Layer III header (bad sync, reserved
+        version, Layer I/II, free-format or bad bitrate, reserved rate or emphasis).
+    """
+    b1 = buf[pos + 1]
+    b2 = buf[pos + 2]
+    b3 = buf[pos + 3]
+    if buf[pos] != 0xFF or b1 & 0xE6 != 0xE2:  # sync and Layer III
+        return None
+    version = (b1 >> 3) & 3
+    bitrate_index = b2 >> 4
+    rate_index = (b2 >> 2) & 3
+    if version == 1 or bitrate_index in (0, 15) or rate_index == 3 or b3 & 3 == 2:
+        return None
+    rate = _RATES[version][rate_index]
+    padding = (b2 >> 1) & 1
+    if version == 3:
+        length = 144000 * _BITRATES_V1[bitrate_index] // rate + padding
+    else:
+        length = 72000 * _BITRATES_V2[bitrate_index] // rate + padding
+    return length, (version, rate_index, b3 >> 6 == 3)
+
+
+@dataclass(frozen=True)
+class VbrHeader:
+    """What the first, audio-less frame of an MP3 stream tells (``Xing``/``Info``/``VBRI``).
+
+    Attributes:
+        tag: ``"Xing"``, ``"Info"`` or ``"VBRI"``.
+        frames: Audio frames in the stream (not counting this one), or ``None``.
+        encoder: The LAME tag's 9-byte encoder string (``"LAME3.100"``, ``"Lavc59.37"``),
+            or ``""``.
+        delay: Encoder delay in samples from the LAME tag, or ``None`` without one.
+        padding: Samples of padding the encoder added at the end, or ``None``.
+    """
+
+    tag: str
+    frames: int | None = None
+    encoder: str = ""
+    delay: int | None = None
+    padding: int | None = None
+
+
+def parse_vbr_header(frame: bytes) -> VbrHeader | None:
+    """Find a ``Xing``/``Info`` tag (with its LAME tag) or a ``VBRI`` tag in ``frame``.
+
+    The ``Xing`` tag sits right after the side information (17 or 32 bytes for MPEG-1,
+    9 or 17 for MPEG-2/2.5, mono or not), the ``VBRI`` tag 32 bytes after the header.
+    Encoder delay and padding are read only from a LAME tag whose encoder string starts
+    with ``LAME``, ``Lavf`` or ``Lavc``, like FFmpeg does.
+    """
+    version = (frame[1] >> 3) & 3
+    mono = frame[3] >> 6 == 3
+    side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    starts = (4 + side,) if frame[1] & 1 else (4 + side, 6 + side)  # +2 after a CRC
+    for start in starts:
+        tag = frame[start : start + 4]
+        if tag not in (b"Xing", b"Info"):
+            continue
+        flags = int.from_bytes(frame[start + 4 : start + 8], "big")
+        pos = start + 8
+        frames = None
+        if flags & 1:
+            frames = int.from_bytes(frame[pos : pos + 4], "big")
+            pos += 4
+        pos += (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
+        if len(frame) < pos + 24:
+            return VbrHeader(tag.decode(), frames)
+        encoder = frame[pos : pos + 9].decode("latin-1").rstrip("\x00 ")
+        if encoder[:4] not in ("LAME", "Lavf", "Lavc"):
+            return VbrHeader(tag.decode(), frames, encoder)
+        delays = int.from_bytes(frame[pos + 21 : pos + 24], "big")
+        return VbrHeader(tag.decode(), frames, encoder, delays >> 12, delays & 0xFFF)
+    if frame[36:40] == b"VBRI":
+        return VbrHeader("VBRI", int.from_bytes(frame[50:54], "big") or None)
+    return None
+
+
+def _header_format(frame: bytes) -> AudioFormat:
+    """Sample rate and channels announced by a frame header."""
+    version = (frame[1] >> 3) & 3
+    rate = _RATES[version][(frame[2] >> 2) & 3]
+    return AudioFormat(rate, 1 if frame[3] >> 6 == 3 else 2)
+
+
+class Mp3Decoder:
+    """Incremental MP3 decoder: ID3/APE tags skipped, gapless trimming, resync on garbage.
+
+    Attributes:
+        vbr_header: The ``Xing``/``Info``/``VBRI`` frame of the current stream, if any.
+        streams: Streams seen: 1, plus one per ``Xing``/``Info``/``VBRI`` frame that
+            started a new stream in mid-stream (concatenated files).
+    """
+
+    name: str = "mp3"
+
+    def __init__(self) -> None:
+        self._framer = SyncFramer(parse_mp3_header, 4, "mp3")
+        self._codec: PacketDecoder | None = None
+        self._format: AudioFormat | None = None
+        self._past_errors = 0  # errors of codec contexts of earlier streams
+        self._decoded_any = False
+        self.vbr_header: VbrHeader | None = None
+        self._vbr_frame = b""
+        self.streams = 1
+        # Per-stream trimming state.
+        self._head_skip = 0  # samples still to drop at the head
+        self._tail_hold = 0  # samples to hold back as possible padding
+        self._held: list[Block] = []
+        self._held_frames = 0
+        self._stream_frames = 0  # audio frames given to the codec in this stream
+        self._out: list[Block] = []
+        self._flushed = False
+
+    @property
+    def audio_format(self) -> AudioFormat | None:
+        """Sample rate and channels once the first frame was decoded, else ``None``."""
+        return self._format
+
+    @property
+    def errors(self) -> int:
+        """Frames the codec rejected plus runs of garbage bytes skipped between frames."""
+        codec = self._codec.errors if self._codec is not None else 0
+        return self._framer.garbage_runs + self._past_errors + codec
+
+    @property
+    def trailing_bytes_dropped(self) -> int:
+        """Bytes after the last frame that formed no frame (e.g. a truncated final frame)."""
+        return self._framer.trailing_bytes_dropped
+
+    def decode(self, data: bytes) -> list[Block]:
+        """Consume the next bytes of the stream; return the completed blocks.
+
+        Raises:
+            DecodeError: Nothing that looks like MP3 in the first 64 KiB.
+            UnsupportedFormatError: The sample rate or channel count changed mid-stream.
+        """
+        for frame in self._framer.feed(data):
+            self._on_frame(frame)
+        return self._take_output()
+
+    def flush(self) -> list[Block]:
+        """End of stream: decode the last frames, drop the encoder's padding.
+
+        Raises:
+            DecodeError: No MP3 frame could be decoded from the whole response.
+        """
+        if self._flushed:
+            return []
+        self._flushed = True
+        for frame in self._framer.finish():
+            self._on_frame(frame)
+        self._end_stream()
+        if self._format is None:
+            if self.vbr_header is None or self._decoded_any:
+                framer = self._framer
+                message = not_audio_message("mp3", framer.head, framer.received)
+                if framer.frames:
+                    message += f" ({framer.frames} frames found, none decodable)"
+                raise DecodeError(message)
+            # A valid stream with no audio frames at all: its format is in the header.
+            self._format = _header_format(self._vbr_frame)
+        return self._take_output()
+
+    def _on_frame(self, frame: bytes) -> None:
+        vbr = parse_vbr_header(frame)
+        if vbr is not None:
+            if self._codec is not None or self.vbr_header is not None:
+                self._end_stream()
+                self.streams += 1
+            self.vbr_header = vbr
+            self._vbr_frame = frame
+            if vbr.delay is not None and vbr.padding is not None:
+                self._head_skip = vbr.delay + DECODER_DELAY
+                self._tail_hold = max(0, vbr.padding - DECODER_DELAY)
+            return
+        if self._codec is None:
+            self._codec = PacketDecoder("mp3float")
+        self._decoded_any = True
+        self._stream_frames += 1
+        self._release(self._codec.decode(frame))
+
+    def _release(self, blocks: list[Block]) -> None:
+        if not blocks:
+            return
+        self._check_format()
+        for block in blocks:
+            if self._head_skip:
+                cut = min(self._head_skip, len(block))
+                self._head_skip -= cut
+                block = block[cut:]
+                if not len(block):
+                    continue
+            if not self._tail_hold:
+                self._out.append(block)
+                continue
+            self._held.append(block)
+            self._held_frames += len(block)
+            while self._held_frames - len(self._held[0]) >= self._tail_hold:
+                first = self._held.pop(0)
+                self._held_frames -= len(first)
+                self._out.append(first)
+            excess = self._held_frames - self._tail_hold
+            if excess > 0:
+                first = self._held[0]
+                self._out.append(first[:excess])
+                self._held[0] = first[excess:]
+                self._held_frames -= excess
+
+    def _check_format(self) -> None:
+        assert self._codec is not None
+        fmt = self._codec.audio_format
+        if self._format is None:
+            self._format = fmt
+        elif fmt is not None and fmt != self._format:
+            raise UnsupportedFormatError(
+                f"mp3 stream changed from {self._format.sample_rate} Hz/"
+                f"{self._format.channels} ch to {fmt.sample_rate} Hz/{fmt.channels} ch "
+                "in mid-stream; ask the server for one constant format"
+            )
+
+    def _end_stream(self) -> None:
+        """Finish the current stream: drain the codec, drop the padding unless truncated."""
+        if self._codec is not None:
+            self._release(self._codec.decode(None))
+            self._past_errors += self._codec.errors
+            self._codec = None
+        announced = self.vbr_header.frames if self.vbr_header is not None else None
+        truncated = announced is not None and self._stream_frames < announced
+        if truncated:
+            self._out += self._held
+        self._held = []
+        self._held_frames = 0
+        self._head_skip = self._tail_hold = self._stream_frames = 0
+
+    def _take_output(self) -> list[Block]:
+        out, self._out = self._out, []
+        if len(out) > 1:
+            return [np.concatenate(out)]
+        return out
+
+    def __repr__(self) -> str:
+        fmt = self._format
+        where = "format unknown" if fmt is None else f"{fmt.sample_rate} Hz x{fmt.channels}"
+        return f"<Mp3Decoder {where} frames={self._framer.frames} errors={self.errors}>"
