@@ -168,7 +168,7 @@ class SyncFramer:
                     elif avail >= length + size:
                         after = pos + length
                         following = parse(buf, after)
-                        if True or _starts_tag(
+                        if (following is not None and following[1] == key) or _starts_tag(
                             buf, after
                         ):
                             frames.append(self._take(buf, pos, length, key))
