@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import numpy.typing as npt
@@ -30,10 +31,13 @@ import trio_tts_stream.testing as testing
 from trio_tts_stream._exceptions import ConfigError
 from trio_tts_stream.testing import (
     MAX_INPUT_CHARS,
+    OPENAI_RESPONSE_FORMATS,
     RESPONSE_FORMATS,
     SAMPLE_RATE,
     VOICES,
     TestServer,
+    _encode,
+    _server,
     _tone,
     chunk_schedule,
     open_test_server,
@@ -48,6 +52,16 @@ from trio_tts_stream.testing._serve_cli import add_serve_arguments, run_serve
 
 TEXT = "Hello world. This is a streaming test!"
 FULL_SCALE = 32768
+ALL_FORMATS = "'mp3', 'opus', 'aac', 'flac', 'wav', 'pcm'"
+COMPRESSED = ("mp3", "opus", "aac", "flac")
+CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 
 
 def speech(text: Any = TEXT, **fields: Any) -> dict[str, Any]:
@@ -305,7 +319,7 @@ def test_render_chunks_wav() -> None:
 
 def test_render_chunks_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="response_format"):
-        render_chunks("hi", response_format="mp3")
+        render_chunks("hi", response_format="ogg")
     with pytest.raises(ValueError, match="voice"):
         render_chunks("hi", voice="bob")
     with pytest.raises(ValueError, match="engine"):
@@ -425,8 +439,9 @@ async def test_keep_alive_serves_several_requests(
         (speech(speed=4.5), "speed", "4.0"),
         (speech(speed="fast"), "speed", "speed"),
         (speech(speed=True), "speed", "speed"),
-        (speech(response_format="ogg"), "response_format", "'pcm', 'wav'"),
-        (speech(response_format="mp3"), "response_format", "'pcm', 'wav'"),
+        (speech(response_format="ogg"), "response_format", ALL_FORMATS),
+        (speech(response_format="MP3"), "response_format", ALL_FORMATS),
+        (speech(response_format=["mp3"]), "response_format", "Unsupported"),
         (speech(stream_format="sse"), "stream_format", "audio"),
         ({"input": "hi", "voice": "alloy", "response_format": "pcm"}, "model", "model"),
         ([1, 2, 3], None, "object"),
@@ -441,13 +456,15 @@ async def test_invalid_requests_get_400(
     assert server.requests[-1].json == body
 
 
-async def test_response_format_defaults_to_mp3_like_openai(client: httpx.AsyncClient) -> None:
+async def test_response_format_defaults_to_mp3_like_openai(
+    server: TestServer, client: httpx.AsyncClient
+) -> None:
     body = speech()
     del body["response_format"]
     response = await client.post("/audio/speech", json=body)
-    message = assert_openai_error(response, 400, "response_format")
-    assert "'mp3'" in message
-    assert "'pcm', 'wav'" in message
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/mpeg"
+    assert response.content == server.render(TEXT, response_format="mp3")
 
 
 NAN_SPEED = b'{"model": "tts-1", "input": "hi", "voice": "alloy", "speed": NaN}'
@@ -739,6 +756,214 @@ async def test_pacing_on_the_real_clock() -> None:
 
 
 # --------------------------------------------------------------------------------------
+# The server: compressed formats
+
+
+def decode(body: bytes) -> npt.NDArray[np.float64]:
+    """Demux and decode a body with PyAV: mono samples at 24 kHz, int16 scale."""
+    out: list[npt.NDArray[Any]] = []
+    with av.open(io.BytesIO(body)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        for frame in container.decode(audio=0):
+            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate([np.zeros(0), *out]).astype(np.float64) * 32768.0
+
+
+@pytest.mark.parametrize("response_format", OPENAI_RESPONSE_FORMATS)
+async def test_every_format(
+    server: TestServer, client: httpx.AsyncClient, response_format: str
+) -> None:
+    response = await client.post("/audio/speech", json=speech(response_format=response_format))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPES[response_format]
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.content == server.render(TEXT, response_format=response_format)
+    reference = server.reference_pcm(TEXT)
+    np.testing.assert_array_equal(reference, synthesize_tone(TEXT))
+    if response_format in ("pcm", "wav"):
+        np.testing.assert_array_equal(
+            samples_of(response.content[-2 * len(reference) :]), reference
+        )
+        return
+    decoded = decode(response.content)
+    delay = _encode.ENCODERS[response_format].priming if response_format != "opus" else 0
+    audio = decoded[delay : delay + len(reference)]
+    assert len(audio) == len(reference)
+    assert len(decoded) - delay - len(reference) < 1024  # at most a frame of padding
+    assert np.corrcoef(audio, reference.astype(np.float64))[0, 1] > 0.9
+
+
+async def test_reference_pcm(server: TestServer) -> None:
+    np.testing.assert_array_equal(
+        server.reference_pcm("hi", voice="ash", speed=2.0),
+        synthesize_tone("hi", voice="ash", speed=2.0),
+    )
+    with pytest.raises(ValueError, match="voice"):
+        server.reference_pcm("hi", voice="bob")
+    with pytest.raises(ValueError, match="speed"):
+        server.reference_pcm("hi", speed=0)
+
+
+FIVE_SECONDS = "Streaming speech arrives while it is still being made, bit by bit, in time: o"
+
+
+@pytest.mark.parametrize("response_format", COMPRESSED)
+async def test_compressed_formats_stream_in_real_time(
+    autojump_clock: trio.abc.Clock, response_format: str
+) -> None:
+    assert tone_frames(FIVE_SECONDS) == pytest.approx(5 * SAMPLE_RATE, rel=0.01)
+    async with open_test_server(realtime_factor=1.0) as srv:
+        with trio.fail_after(60):
+            body = speech(FIVE_SECONDS, response_format=response_format)
+            headers_at, pieces, data = await _timed_download(srv, body)
+    chunks = render_chunks(FIVE_SECONDS, response_format=response_format)
+    assert data == b"".join(chunks)
+    due = chunk_schedule(len(chunks), ttfb_ms=0, chunk_ms=20, realtime_factor=1.0)
+
+    def received_by(t: float) -> int:
+        return sum(size for at, size in pieces if at <= t + 1e-9)
+
+    def released_by(t: float) -> int:
+        return sum(len(c) for c, d in zip(chunks, due, strict=True) if d <= t + 1e-9)
+
+    # Never ahead of the audio: the bytes the encoder had made when it had been fed the
+    # audio due by then, and no more.
+    for at, _ in pieces:
+        assert received_by(at) <= released_by(at)
+    # The first audio (not only the header) arrives within 0.3 s: at least 0.1 s of it.
+    assert headers_at == pytest.approx(0.0, abs=1e-6)
+    assert len(decode(data[: received_by(0.3)])) >= 0.1 * SAMPLE_RATE
+    # Streamed, not sent at the end: about half of it by half time, the rest at 5 s.
+    assert 0.3 < received_by(2.5) / len(data) < 0.7
+    assert pieces[-1][0] == pytest.approx(due[-1], abs=1e-6)
+    assert due[-1] == pytest.approx(5.0, abs=0.03)
+    assert srv.errors == []
+
+
+async def test_every_knob_works_for_every_format(
+    autojump_clock: trio.abc.Clock,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    key = "sk-formats"
+    async with (
+        open_test_server(
+            ttfb_ms=120,
+            realtime_factor=8.0,
+            chunk_ms=30,
+            ssl_context=server_ssl_context,
+            api_key=key,
+            wav_exact_sizes=True,
+        ) as srv,
+        httpx.AsyncClient(
+            base_url=srv.base_url,
+            verify=client_ssl_context,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=None,
+        ) as client,
+    ):
+        bodies = {}
+        for response_format in OPENAI_RESPONSE_FORMATS:
+            body = speech(response_format=response_format)
+            start = trio.current_time()
+            async with client.stream("POST", "/audio/speech", json=body) as response:
+                headers_at = trio.current_time() - start
+                data = await response.aread()
+            done_at = trio.current_time() - start
+            assert response.status_code == 200
+            assert response.headers["content-type"] == CONTENT_TYPES[response_format]
+            assert data == srv.render(TEXT, response_format=response_format)
+            bodies[response_format] = data
+            assert headers_at == pytest.approx(0.12, abs=1e-6)
+            # The last of the pieces of 30 ms (720 frames) is due (n - 1) * 30 ms / 8 later.
+            n_pieces = math.ceil(tone_frames(TEXT) / 720)
+            assert done_at == pytest.approx(0.12 + (n_pieces - 1) * 0.03 / 8, abs=1e-6)
+            unauthorized = await client.post(
+                "/audio/speech", json=body, headers={"Authorization": "Bearer no"}
+            )
+            assert_openai_error(unauthorized, 401)
+    n = tone_frames(TEXT)
+    # The exact sizes: an Info frame before the mp3 audio, the total in flac's STREAMINFO.
+    assert bodies["mp3"][20 + 13 : 20 + 17] == b"Info"
+    assert len(decode(bodies["mp3"])) == n
+    assert int.from_bytes(bodies["flac"][21:26], "big") & ((1 << 36) - 1) == n
+    assert struct.unpack_from("<I", bodies["wav"], 40)[0] == 2 * n
+    assert srv.errors == []
+
+
+async def test_unpaced_bodies_are_sent_a_second_of_audio_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sends: list[int] = []
+    send = _server._Connection._send
+
+    async def counting_send(self: Any, data: bytes | None) -> None:
+        sends.append(len(data or b""))
+        await send(self, data)
+
+    monkeypatch.setattr(_server._Connection, "_send", counting_send)
+    async with open_test_server() as srv, http_client(srv.base_url) as client:
+        response = await client.post(
+            "/audio/speech", json=speech(FIVE_SECONDS, response_format="opus")
+        )
+    assert len(response.content) < 65536 / 2  # one batch by size: batched by audio instead
+    # The first piece, a batch per second of the 5 s, the end of the body.
+    assert len([s for s in sends if s]) >= 6
+    assert srv.errors == []
+
+
+def test_without_pyav_compressed_formats_get_a_clear_400() -> None:
+    # A process where "import av" fails, as when the formats extra is not installed.
+    code = f"""
+import json, sys
+sys.modules["av"] = None
+import httpx, trio
+from trio_tts_stream import testing
+
+result = {{"formats": testing.RESPONSE_FORMATS}}
+try:
+    testing.render_chunks("hi", response_format="opus")
+except ValueError as exc:
+    result["render"] = str(exc)
+
+async def main():
+    async with testing.open_test_server() as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url, verify=False) as client:
+            body = {speech("hi", response_format="flac")!r}
+            response = await client.post("/audio/speech", json=body)
+            result["flac"] = [response.status_code, response.json()["error"]]
+            del body["response_format"]
+            response = await client.post("/audio/speech", json=body)
+            result["default"] = [response.status_code, response.json()["error"]]
+            body["response_format"] = "pcm"
+            response = await client.post("/audio/speech", json=body)
+            result["pcm"] = [response.status_code, response.content == srv.render("hi")]
+            result["errors"] = len(srv.errors)
+
+trio.run(main)
+result["av"] = sys.modules["av"]
+print(json.dumps(result))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    result = json.loads(out.stdout)
+    assert result["formats"] == ["wav", "pcm"]
+    assert result["av"] is None
+    hint = "install trio-tts-stream[formats]"
+    assert hint in result["render"]
+    for name in ("flac", "default"):
+        status, error = result[name]
+        assert status == 400
+        assert error["param"] == "response_format"
+        assert hint in error["message"]
+        assert "'wav', 'pcm'" in error["message"]
+    assert result["pcm"] == [200, True]
+    assert result["errors"] == 0
+
+
+# --------------------------------------------------------------------------------------
 # The server: robustness
 
 
@@ -748,22 +973,42 @@ async def _wait_idle(srv: TestServer) -> None:
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("realtime_factor", [None, 20.0])
+@pytest.mark.parametrize(
+    ("response_format", "realtime_factor"),
+    [("pcm", None), ("pcm", 20.0), ("opus", 20.0), ("mp3", 20.0)],
+)
 async def test_client_disconnect_mid_body(
-    caplog: pytest.LogCaptureFixture, realtime_factor: float | None
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    response_format: str,
+    realtime_factor: float | None,
 ) -> None:
-    # ~190 s of audio (9 MB): more than the socket buffers hold, so the server is mid-body.
+    closed: list[str] = []
+    if response_format != "pcm":
+        encoder = _encode.ENCODERS[response_format]
+        close = encoder.close
+
+        def counting_close(self: Any) -> None:
+            closed.append(response_format)
+            close(self)
+
+        monkeypatch.setattr(encoder, "close", counting_close)
+    # ~190 s of audio (9 MB of pcm): more than the socket buffers hold, so the server is
+    # mid-body (paced, compressed bodies take 190 / 20 s to send).
     long_text = "A rather long text to speak. " * 100
     async with (
         open_test_server(realtime_factor=realtime_factor) as srv,
         http_client(srv.base_url) as client,
     ):
-        async with client.stream("POST", "/audio/speech", json=speech(long_text)) as r:
+        body = speech(long_text, response_format=response_format)
+        async with client.stream("POST", "/audio/speech", json=body) as r:
             # The headers came with the first piece: the server is mid-body now.
             assert r.status_code == 200
         # Closing an unfinished response closes its connection: the server notices on its
-        # next write and ends that connection's task.
+        # next write and ends that connection's task, releasing the encoder.
         await _wait_idle(srv)
+        if response_format != "pcm":
+            assert closed == [response_format]
         response = await client.post("/audio/speech", json=speech())
         assert response.content == srv.render(TEXT)
     assert srv.errors == []
@@ -825,7 +1070,9 @@ async def test_invalid_options_raise_config_error(options: dict[str, Any]) -> No
 
 
 def test_formats_and_voices() -> None:
-    assert set(RESPONSE_FORMATS) == {"pcm", "wav"}
+    assert (
+        RESPONSE_FORMATS == OPENAI_RESPONSE_FORMATS == ("mp3", "opus", "aac", "flac", "wav", "pcm")
+    )
     assert len(VOICES) == 11
 
 

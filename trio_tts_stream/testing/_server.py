@@ -32,7 +32,11 @@ when PyAV is not installed. Every format encodes the same samples, and is paced 
 way: piece ``k`` holds what the encoder produced once it had been fed audio up to the end
 of piece ``k``, and goes out when that audio is due. A compressed encoder emits whole
 codec frames, and only after its look-ahead, so some pieces are empty and the first audio
-bytes come a codec frame or two later than with ``pcm`` (see :mod:`._encode`).
+bytes come a codec frame or two later than with ``pcm`` (see :mod:`._encode`). Encoding
+runs in the connection's task, between sends: an unpaced body is sent at least every
+second of audio, so that a slow codec does not hold the event loop for long, and a
+``realtime_factor`` above the codec's speed (opus: ~75x on one core) falls behind the
+schedule instead of keeping it.
 """
 
 from __future__ import annotations
@@ -626,8 +630,12 @@ class TestServer:
         """Exactly the response body this server sends for these request parameters.
 
         The same for every call, in every process (with the same PyAV build, for the
-        compressed formats). Decoded, it is :meth:`reference_pcm`, up to the codec's loss
-        and delay (see :mod:`trio_tts_stream.testing._encode`).
+        compressed formats). Decoded, it is :meth:`reference_pcm`: exactly for ``pcm``,
+        ``wav`` and ``flac``; for the lossy formats up to coding loss and delay (an
+        ``mp3`` decoder outputs 1105 samples of encoder and decoder delay first unless
+        ``wav_exact_sizes`` put an Info frame in the body, an ``aac`` (ADTS) decoder 1024;
+        Ogg decoders trim ``opus`` exactly, at 48 kHz), and the padding of the last
+        codec frame.
 
         Raises:
             ValueError: If the voice or format is not supported.
