@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 Framing is ours, decoding is FFmpeg's: :class:`SyncFramer` splits the byte stream into
-whole frames, :class:`~._pyav.PacketDecoder` decodes each one. The framer is shared with
-:mod:`.aac` (ADTS has the same shape: a sync word, a header that gives the frame length).
+whole frames, :class:`~._pyav.PacketDecoder` decodes each one with FFmpeg's ``mp3float``
+decoder (the one FFmpeg picks by default; the decoder *named* ``mp3`` is its fixed-point
+twin, which rounds every sample to 16 bits). The framer is shared with :mod:`.aac` (ADTS
+has the same shape: a sync word, then a header that gives the frame length).
 
 **Framing.** At each position the framer expects one of:
 
@@ -15,13 +17,16 @@ whole frames, :class:`~._pyav.PacketDecoder` decodes each one. The framer is sha
   start another header with the same parameters (or a tag), which rules out false syncs
   in garbage at the cost of one frame of look-ahead;
 * a tag, skipped as it streams past without being buffered: ID3v2 (``ID3``, syncsafe
-  size, +10 bytes with a footer), ID3v1 (``TAG``, 128 bytes) or APEv2 (``APETAGEX``,
-  header or footer). Bytes before an APE footer that fit inside the tag's declared size
-  are its items, not garbage;
+  size, +10 bytes with a footer; also in mid-stream, between concatenated files), ID3v1
+  (``TAG``, 128 bytes, taken as a tag only if the stream ends or a frame or tag follows
+  it) or APEv2 (``APETAGEX``, header or footer). Bytes before an APE footer that fit
+  inside the tag's declared size are its items, not garbage;
 * anything else is garbage: the framer drops the lock and scans (with one ``re`` search)
   to the next byte that could start a header or a tag. Each run of garbage counts as one
-  error. A run of garbage still open at end of stream is a truncated final frame or junk
-  and is reported in ``trailing_bytes_dropped`` instead.
+  error (``errors`` = garbage runs + frames the codec rejected). A run of garbage still
+  open at end of stream is a truncated final frame or junk and is reported in
+  ``trailing_bytes_dropped`` instead. More than 64 KiB of garbage before the first frame
+  raises :class:`~trio_tts_stream.DecodeError` at once (an error page, another format).
 
 Every decision depends only on a bounded window of bytes after the current position, and
 waits until those bytes have arrived (or end of stream), so any chunking of the input
@@ -38,7 +43,7 @@ and gives back exactly the encoder's input. The tail is only known to be the tai
 stream, so those (at most ~3500) samples are held back until :meth:`Mp3Decoder.flush`;
 they are kept if the stream was truncated (fewer frames than the Xing tag announced).
 Without a LAME tag nothing is trimmed: a stream that FFmpeg wrote to a pipe has no Xing
-frame at all and decodes with ``576 + 529`` extra samples at the head (26 ms at 44.1 kHz).
+frame at all and decodes with ``576 + 529`` extra samples at the head (46 ms at 24 kHz).
 
 A ``Xing``/``Info``/``VBRI`` frame in mid-stream starts a new stream (concatenated
 files): the previous one is finished (its padding dropped) and a fresh codec context
@@ -58,7 +63,16 @@ from .._exceptions import DecodeError, UnsupportedFormatError
 from .._format import AudioFormat, Block
 from ._pyav import PacketDecoder
 
-__all__ = ["Mp3Decoder", "SyncFramer", "VbrHeader", "parse_mp3_header", "parse_vbr_header"]
+__all__ = [
+    "DECODER_DELAY",
+    "HeaderParser",
+    "Mp3Decoder",
+    "SyncFramer",
+    "VbrHeader",
+    "not_audio_message",
+    "parse_mp3_header",
+    "parse_vbr_header",
+]
 
 HeaderParser = Callable[[bytearray, int], "tuple[int, Hashable] | None"]
 """``parse(buf, pos)`` -> ``(frame_length, key)`` for a valid header at ``buf[pos:]``, else

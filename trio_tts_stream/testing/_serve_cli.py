@@ -60,7 +60,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wav-exact-sizes",
         action="store_true",
-        help="send exact RIFF/data sizes in wav headers instead of 0xFFFFFFFF",
+        help="write exact lengths up front (wav sizes, an mp3 Info/LAME frame, flac total "
+        "samples) instead of what a streaming encoder sends",
     )
 
 
