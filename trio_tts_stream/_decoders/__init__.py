@@ -44,7 +44,9 @@ DECODERS: dict[str, DecoderFactory] = {
 #: needs, pip hint). Add a row per codec module, e.g.
 #: ``("mp3", ".mp3", "Mp3Decoder", "av", "trio-tts-stream[formats]")``.
 _OPTIONAL: tuple[tuple[str, str, str, str, str], ...] = (
+    ("aac", ".aac", "AacDecoder", "av", "trio-tts-stream[formats]"),
     ("flac", ".flac", "FlacDecoder", "av", "trio-tts-stream[formats]"),
+    ("mp3", ".mp3", "Mp3Decoder", "av", "trio-tts-stream[formats]"),
     ("opus", ".opus", "OpusDecoder", "av", "trio-tts-stream[formats]"),
 )
 

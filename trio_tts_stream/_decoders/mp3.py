@@ -86,6 +86,9 @@ _MAX_LEADING_GARBAGE = 64 * 1024
 
 _NEED_MORE = -1
 
+#: LAME's encoder delay when nothing says otherwise (no Xing/LAME header).
+LAME_DEFAULT_DELAY = 576
+
 #: Decoder delay of the MPEG audio synthesis filterbank, in samples (LAME's convention).
 DECODER_DELAY = 529
 
@@ -411,7 +414,12 @@ class Mp3Decoder:
 
     name: str = "mp3"
 
-    def __init__(self) -> None:
+    def __init__(self, *, assume_lame_delay: bool = True) -> None:
+        #: Without a Xing/LAME header (every mp3 that an encoder streams to a pipe, as TTS
+        #: servers do), trim LAME's default encoder delay (576) plus the decoder delay
+        #: (529) at the head anyway, so the audio starts where the speech starts. LAME
+        #: (libmp3lame, used by FFmpeg) is what nearly every TTS server encodes with.
+        self.assume_lame_delay = assume_lame_delay
         self._framer = SyncFramer(parse_mp3_header, 4, "mp3")
         self._codec: PacketDecoder | None = None
         self._format: AudioFormat | None = None
@@ -493,6 +501,8 @@ class Mp3Decoder:
             return
         if self._codec is None:
             self._codec = PacketDecoder("mp3float")
+            if self.vbr_header is None and self.assume_lame_delay:
+                self._head_skip = LAME_DEFAULT_DELAY + DECODER_DELAY
         self._decoded_any = True
         self._stream_frames += 1
         self._release(self._codec.decode(frame))
