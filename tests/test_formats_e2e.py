@@ -79,7 +79,8 @@ async def test_each_format_streams_and_matches_the_pcm(
     assert report.format == fmt
     assert report.underruns == 0
     assert report.decode_errors == 0
-    assert report.ttfa_ms is not None and report.ttfb_ms is not None
+    assert report.ttfa_ms is not None
+    assert report.ttfb_ms is not None
     assert report.ttfa_ms - report.ttfb_ms <= report.buffer_ms + 60
     assert abs(report.audio_s - len(reference) / 24000) <= SLACK_S.get(fmt, 0.030)
     decoded = sink.samples()
