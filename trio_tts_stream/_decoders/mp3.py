@@ -42,8 +42,11 @@ tag). That frame is never decoded. With a LAME tag (encoder string ``LAME``, ``L
 and gives back exactly the encoder's input. The tail is only known to be the tail at end of
 stream, so those (at most ~3500) samples are held back until :meth:`Mp3Decoder.flush`;
 they are kept if the stream was truncated (fewer frames than the Xing tag announced).
-Without a LAME tag nothing is trimmed: a stream that FFmpeg wrote to a pipe has no Xing
-frame at all and decodes with ``576 + 529`` extra samples at the head (46 ms at 24 kHz).
+A stream that an encoder writes to a pipe (as TTS servers stream) has no Xing frame at
+all: it would decode with LAME's ``576 + 529`` samples of delay at the head (46 ms at
+24 kHz). With ``assume_lame_delay`` (the default) those are trimmed anyway, since LAME is
+what nearly every server encodes with; the tail keeps the encoder's padding (less than one
+frame), which no header describes.
 
 A ``Xing``/``Info``/``VBRI`` frame in mid-stream starts a new stream (concatenated
 files): the previous one is finished (its padding dropped) and a fresh codec context

@@ -80,7 +80,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, unwrap_single_exception
 from .._format import float_to_int16, int16_to_float
 
 __all__ = [
@@ -262,13 +262,14 @@ class EspeakEngine:
         send, receive = trio.open_memory_channel[_Samples](math.inf if size == 0 else size)
         stop = threading.Event()
         failure: list[BaseException] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_produce, job, send, stop, failure)
-            try:
-                yield _Blocks(receive, failure)
-            finally:
-                stop.set()
-                receive.close()
+        with unwrap_single_exception():  # the producer never fails: only the body can
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_produce, job, send, stop, failure)
+                try:
+                    yield _Blocks(receive, failure)
+                finally:
+                    stop.set()
+                    receive.close()
 
     def synthesize_async(
         self,
@@ -426,8 +427,6 @@ class _Library:
         lib.espeak_Synchronize.restype = ctypes.c_int
         lib.espeak_Terminate.argtypes = []
         lib.espeak_Terminate.restype = ctypes.c_int
-        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
-        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         self._lib: ctypes.CDLL | None = lib
         self._initialized = False
 
@@ -457,19 +456,6 @@ class _Library:
         status = int(self._c().espeak_SetParameter(_PARAM_RATE, wpm, 0))
         if status != _EE_OK:
             raise RuntimeError(f"espeak-ng refused a rate of {wpm} wpm (error {status})")
-
-    def list_voices(self) -> list[str]:
-        """The language of each installed voice (e.g. ``en-us``), as voice names use it."""
-        voices = self._c().espeak_ListVoices(None)
-        names: list[str] = []
-        i = 0
-        while voices[i]:
-            # ``languages`` is a list of (priority byte, NUL-terminated name): the first.
-            languages = voices[i].contents.languages
-            if languages:
-                names.append(languages[1:].decode())
-            i += 1
-        return names
 
     def synthesize(
         self,
@@ -523,20 +509,6 @@ class _Library:
         _unload(handle)
 
 
-class _Voice(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (the ctypes convention)
-        ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
-        ("identifier", ctypes.c_char_p),
-        ("gender", ctypes.c_ubyte),
-        ("age", ctypes.c_ubyte),
-        ("variant", ctypes.c_ubyte),
-        ("xx1", ctypes.c_ubyte),
-        ("score", ctypes.c_int),
-        ("spare", ctypes.c_void_p),
-    ]
-
-
 def _unload(handle: int) -> None:
     import _ctypes
 
@@ -544,18 +516,6 @@ def _unload(handle: int) -> None:
         _ctypes.FreeLibrary(handle)
     else:
         _ctypes.dlclose(handle)
-
-
-def _list_voices() -> list[str]:
-    """The languages of the voices in the installed data (for tests and diagnostics)."""
-    lib_path, data_path = _paths()
-    with _LOCK:
-        lib = _Library(lib_path)
-        try:
-            lib.initialize(data_path)
-            return lib.list_voices()
-        finally:
-            lib.close()
 
 
 @cache
@@ -621,22 +581,28 @@ async def _produce(
     stop: threading.Event,
     failure: list[BaseException],
 ) -> None:
-    """Run ``job`` in a worker thread, sending its blocks; keep any error in ``failure``."""
+    """Run ``job`` in a worker thread, sending its blocks; keep any error in ``failure``.
+
+    Shielded, so that it never raises: it ends soon after the consumer leaves, which sets
+    ``stop`` and closes the receiving end.
+    """
 
     def emit(block: _Samples) -> bool:  # in the worker thread
         if stop.is_set():
             return False
         try:
             trio.from_thread.run(send.send, block)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.Cancelled):
-            return False  # the consumer is gone, or this task was cancelled: abort
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # the consumer is gone: abort
         return True
 
-    async with send:
+    with trio.CancelScope(shield=True):
         try:
             await trio.to_thread.run_sync(_run, job, emit, stop)
         except Exception as exc:
             failure.append(exc)
+        finally:
+            send.close()
 
 
 class _Blocks:
