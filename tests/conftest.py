@@ -6,6 +6,7 @@ Fixtures:
   with ``sounddevice`` re-initialized to see them. Started on first use only.
 * ``audio_tap``: a fresh :class:`AudioTap` for this test; ``audio_tap.device`` is the
   ``sounddevice`` index to play to, ``audio_tap.read()`` what was played (int16).
+* ``served`` (session): a ``serve`` subprocess (TTFB 300 ms, 2x real time); its URL.
 * ``audio_monitor``: a started :class:`ParecRecorder` on the null sink's monitor; call
   ``audio_monitor.stop()`` to get the timestamped :class:`Recording`.
 
@@ -28,6 +29,7 @@ from _audio_rig import (
     open_audio_rig,
     skip_or_fail,
 )
+from _cli_helpers import serve_process
 
 _AUDIO_FIXTURES = frozenset({"audio_rig", "audio_tap", "audio_monitor"})
 
@@ -72,3 +74,10 @@ def audio_monitor(audio_rig: AudioRig) -> Iterator[ParecRecorder]:
         yield recorder
     finally:
         recorder.close()
+
+
+@pytest.fixture(scope="session")
+def served() -> Iterator[str]:
+    """A ``python -m trio_tts_stream serve`` process (TTFB 300 ms, 2x real time)."""
+    with serve_process("--ttfb-ms", "300", "--realtime-factor", "2") as url:
+        yield url

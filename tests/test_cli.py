@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_helpers import clean_env, run_cli
 
 from trio_tts_stream.testing import synthesize_tone
 
@@ -39,61 +37,6 @@ METRIC_KEYS = {
     "channels",
     "buffer_ms",
 }
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in list(env):
-        if name.startswith(("OPENAI_", "TRIO_TTS_STREAM_", "VOICEMODE_")):
-            del env[name]
-    return env
-
-
-def run_cli(
-    *args: str, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trio_tts_stream", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[str]:
-    """`serve` with TTFB 300 ms, 2x real time; yields its base URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trio_tts_stream",
-            "serve",
-            "--port",
-            "0",
-            "--ttfb-ms",
-            "300",
-            "--realtime-factor",
-            "2",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
-        assert match, f"serve printed {line!r}"
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -182,7 +125,7 @@ def test_errors_are_one_line_with_exit_codes(
 
 
 def test_bad_env_variable_is_named(served: str) -> None:
-    env = _env() | {"TRIO_TTS_STREAM_BUFFER_MS": "lots"}
+    env = clean_env(TRIO_TTS_STREAM_BUFFER_MS="lots")
     result = subprocess.run(
         [sys.executable, "-m", "trio_tts_stream", "say", TEXT, "--base-url", served, "--null"],
         capture_output=True,
@@ -250,7 +193,7 @@ def test_ctrl_c_stops_at_once_with_130(served: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=clean_env(),
     )
     try:
         time.sleep(2.5)  # start-up, 300 ms TTFB, then playing

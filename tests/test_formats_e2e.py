@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trio
+from _cli_helpers import clean_env
 
 import trio_tts_stream as tts
 from trio_tts_stream.testing import open_test_server, synthesize_tone
@@ -120,41 +119,6 @@ async def test_corrupted_stream_plays_to_the_end(fmt: str, autojump_clock: trio.
     assert report.audio_s > expected_s * 0.8
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TRIO_TTS"))}
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trio_tts_stream",
-            "serve",
-            "--port",
-            "0",
-            "--ttfb-ms",
-            "300",
-            "--realtime-factor",
-            "2",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
-        assert proc.stderr is not None
-        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", proc.stderr.readline())
-        assert match
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
-
-
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cli_say_every_format(served: str, fmt: str, tmp_path: Path) -> None:
     """The issue's acceptance check, as a user runs it."""
@@ -175,7 +139,7 @@ def test_cli_say_every_format(served: str, fmt: str, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),
+        env=clean_env(),
         check=False,
     )
     assert result.returncode == 0, result.stderr
