@@ -142,11 +142,14 @@ def own_docstring(obj: Any) -> str:
 
 
 def exported_objects() -> list[tuple[str, Any]]:
+    # Type aliases (``Block = NDArray[float32]``) are documented where they are defined;
+    # Python 3.10's inspect.isclass() says True for such generic aliases.
     return [
         (f"{m.__name__}.{name}", getattr(m, name))
         for m in PUBLIC
         for name in m.__all__
-        if inspect.isclass(getattr(m, name)) or inspect.isfunction(getattr(m, name))
+        if (inspect.isclass(getattr(m, name)) or inspect.isfunction(getattr(m, name)))
+        and not isinstance(getattr(m, name), types.GenericAlias)
     ]
 
 

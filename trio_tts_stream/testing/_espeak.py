@@ -42,15 +42,25 @@ it on; returning 1 from it aborts the synthesis.
 
 * :meth:`EspeakEngine.synthesize_all` runs in the calling thread and returns everything.
 * :meth:`EspeakEngine.synthesize` starts a worker thread on the first ``next()``, which
-  puts blocks in a bounded :class:`queue.Queue`; closing the generator aborts the
+  puts blocks into a bounded :class:`queue.Queue`; closing the generator aborts the
   synthesis and joins the thread.
-* :meth:`EspeakEngine.open_synthesis` (and its generator form
-  :meth:`EspeakEngine.synthesize_async`) is for trio: a task in its own nursery runs the
-  synthesis in :func:`trio.to_thread.run_sync`; the callback sends each block into a
-  bounded trio memory channel with :func:`trio.from_thread.run`. Leaving the block (the
-  consumer is done, failed or was cancelled) sets an abort flag and closes the channel: the
-  next callback returns 1, espeak-ng stops within one block (well under a millisecond), and
-  the block exits once the thread has finished.
+* :meth:`EspeakEngine.synthesize_async` is for trio. On the first ``__anext__`` it starts
+  the synthesis in a thread from trio's thread cache
+  (:func:`trio.lowlevel.start_thread_soon`, what :func:`trio.to_thread.run_sync` runs on),
+  and the callback sends each block into a bounded trio memory channel with
+  :func:`trio.from_thread.run`, which waits while the channel is full. When the generator
+  ends for any reason (exhausted, closed with ``aclose()``, the consumer cancelled or
+  failed, or garbage collected), it sets an abort flag, closes the channel and waits
+  (shielded) for the thread: the blocked send fails, the callback returns 1, espeak-ng
+  stops within one block, and the thread is gone before the generator finishes closing
+  (about 1 ms after the consumer stops, measured).
+
+  It is not built on :func:`trio.to_thread.run_sync` because that needs a task to await
+  it, hence a nursery inside the generator, and a nursery cannot be suspended across
+  ``yield``: a consumer that simply ``break``-s out of ``async for`` then corrupts trio's
+  cancel-scope stack (measured: ``TrioInternalError``). Without a nursery, the generator
+  is safe to abandon; still close it promptly (``contextlib.aclosing``) rather than leave
+  it to the garbage collector.
 
 **Back-pressure holds the lock.** While the consumer is behind by ``max_buffered_blocks``
 blocks, the synthesis waits inside the callback, holding the lock, and every other espeak
@@ -64,23 +74,25 @@ waiting for the lock notices an abort within :data:`_POLL_S` seconds.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import math
 import os
 import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import suppress
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import outcome
 import trio
 
-from .._exceptions import ConfigError, unwrap_single_exception
+from .._exceptions import ConfigError
 from .._format import float_to_int16, int16_to_float
 
 __all__ = [
@@ -229,48 +241,6 @@ class EspeakEngine:
         job = _Job.make(text, voice, speed, sample_rate)
         return _iterate(job, _check_buffer(max_buffered_blocks))
 
-    @asynccontextmanager
-    async def open_synthesis(
-        self,
-        text: str,
-        *,
-        voice: str,
-        speed: float = 1.0,
-        sample_rate: int = 24000,
-        max_buffered_blocks: int | None = 32,
-    ) -> AsyncIterator[AsyncIterator[_Samples]]:
-        """Synthesize ``text`` in a worker thread; yield an async iterator of its blocks.
-
-        ::
-
-            async with engine.open_synthesis(text, voice="nova") as blocks:
-                async for block in blocks:
-                    ...
-
-        The blocks come through a trio memory channel of ``max_buffered_blocks`` blocks
-        (``None``: unbounded; read the module documentation before bounding it for a
-        slow reader). Leaving the ``async with`` early aborts the synthesis; the exit
-        waits for the worker thread, which takes well under a millisecond once espeak-ng
-        holds the process lock, and at most :data:`_POLL_S` s while waiting for it.
-        An error in the synthesis is raised by the iterator after the last block.
-
-        Raises:
-            ValueError: On entry if an argument is invalid.
-        """
-        job = _Job.make(text, voice, speed, sample_rate)
-        size = _check_buffer(max_buffered_blocks)
-        send, receive = trio.open_memory_channel[_Samples](math.inf if size == 0 else size)
-        stop = threading.Event()
-        failure: list[BaseException] = []
-        with unwrap_single_exception():  # the producer never fails: only the body can
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_produce, job, send, stop, failure)
-                try:
-                    yield _Blocks(receive, failure)
-                finally:
-                    stop.set()
-                    receive.close()
-
     def synthesize_async(
         self,
         text: str,
@@ -280,29 +250,26 @@ class EspeakEngine:
         sample_rate: int = 24000,
         max_buffered_blocks: int | None = 32,
     ) -> AsyncIterator[_Samples]:
-        """:meth:`open_synthesis` as an async generator.
+        """Yield the blocks of ``text`` as espeak-ng produces them, synthesized off trio's thread.
 
-        The generator owns a nursery while it runs, so either iterate it to the end or
-        close it in the scope that opened it: ``async with
-        contextlib.aclosing(engine.synthesize_async(...)) as blocks`` (closing aborts the
-        synthesis). Code that may leave a cancel scope mid-iteration should use
-        :meth:`open_synthesis`.
+        ::
+
+            async with contextlib.aclosing(engine.synthesize_async(text, voice="nova")) as blocks:
+                async for block in blocks:
+                    ...
+
+        The blocks come through a trio memory channel of ``max_buffered_blocks`` blocks
+        (``None``: unbounded; read the module documentation before bounding it for a
+        reader slower than real time). Closing the generator early aborts the synthesis
+        and waits for its thread (about a millisecond; up to :data:`_POLL_S` s more if
+        the synthesis was still waiting for another one to finish). An error in the
+        synthesis is raised after the last block it produced.
 
         Raises:
             ValueError: At once (not on iteration) if an argument is invalid.
         """
-        _Job.make(text, voice, speed, sample_rate)
-        _check_buffer(max_buffered_blocks)
-        return self._generate(text, voice, speed, sample_rate, max_buffered_blocks)
-
-    async def _generate(
-        self, text: str, voice: str, speed: float, sample_rate: int, buffered: int | None
-    ) -> AsyncIterator[_Samples]:
-        async with self.open_synthesis(
-            text, voice=voice, speed=speed, sample_rate=sample_rate, max_buffered_blocks=buffered
-        ) as blocks:
-            async for block in blocks:
-                yield block
+        job = _Job.make(text, voice, speed, sample_rate)
+        return _generate(job, _check_buffer(max_buffered_blocks))
 
 
 # --------------------------------------------------------------------------------------
@@ -522,7 +489,8 @@ def _unload(handle: int) -> None:
 def _paths() -> tuple[str, bytes]:
     """(library file, data directory) of espeakng-loader; ConfigError if missing."""
     try:
-        import espeakng_loader
+        # (imported by name: the package has no type information)
+        espeakng_loader: Any = importlib.import_module("espeakng_loader")
         import soxr  # noqa: F401 (needed to resample; checked here to fail early)
     except ImportError as exc:
         raise ConfigError(f"{_INSTALL_HINT} ({exc})") from exc
@@ -575,52 +543,45 @@ def _iterate(job: _Job, size: int) -> Iterator[_Samples]:
         thread.join()
 
 
-async def _produce(
-    job: _Job,
-    send: trio.MemorySendChannel[_Samples],
-    stop: threading.Event,
-    failure: list[BaseException],
-) -> None:
-    """Run ``job`` in a worker thread, sending its blocks; keep any error in ``failure``.
+async def _generate(job: _Job, size: int) -> AsyncIterator[_Samples]:
+    """The async generator behind :meth:`EspeakEngine.synthesize_async`."""
+    send, receive = trio.open_memory_channel[_Samples](math.inf if size == 0 else size)
+    stop = threading.Event()
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    failure: list[BaseException] = []
 
-    Shielded, so that it never raises: it ends soon after the consumer leaves, which sets
-    ``stop`` and closes the receiving end.
-    """
-
-    def emit(block: _Samples) -> bool:  # in the worker thread
+    def emit(block: _Samples) -> bool:  # worker thread, inside espeak-ng's callback
         if stop.is_set():
             return False
         try:
-            trio.from_thread.run(send.send, block)
+            trio.from_thread.run(send.send, block, trio_token=token)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False  # the consumer is gone: abort
+        except (trio.Cancelled, trio.RunFinishedError):
+            return False  # the trio run is shutting down
         return True
 
-    with trio.CancelScope(shield=True):
-        try:
-            await trio.to_thread.run_sync(_run, job, emit, stop)
-        except Exception as exc:
-            failure.append(exc)
-        finally:
-            send.close()
+    def finish() -> None:  # trio thread
+        send.close()
+        done.set()
 
+    def deliver(result: outcome.Outcome[None]) -> None:  # worker thread, when it is done
+        if isinstance(result, outcome.Error):
+            failure.append(result.error)
+        with suppress(trio.RunFinishedError):
+            token.run_sync_soon(finish)
 
-class _Blocks:
-    """The async iterator :meth:`EspeakEngine.open_synthesis` yields."""
-
-    def __init__(
-        self, receive: trio.MemoryReceiveChannel[_Samples], failure: list[BaseException]
-    ) -> None:
-        self._receive = receive
-        self._failure = failure
-
-    def __aiter__(self) -> _Blocks:
-        return self
-
-    async def __anext__(self) -> _Samples:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            if self._failure:
-                raise self._failure[0] from None
-            raise StopAsyncIteration from None
+    trio.lowlevel.start_thread_soon(
+        partial(_run, job, emit, stop), deliver, name="trio-tts-stream espeak"
+    )
+    try:
+        async for block in receive:
+            yield block
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        receive.close()
+        with trio.CancelScope(shield=True):
+            await done.wait()
