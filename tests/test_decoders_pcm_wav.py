@@ -30,7 +30,6 @@ from trio_tts_stream._decoders import (
     DECODERS,
     PcmDecoder,
     WavDecoder,
-    _load_optional,
     available_formats,
     create_decoder,
     sniff_format,
@@ -777,20 +776,35 @@ def test_create_decoder_missing_optional_dependency(monkeypatch: pytest.MonkeyPa
         create_decoder("speex")
 
 
-def test_load_optional(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _load_optional(".pcm", "PcmDecoder", requires="av") is PcmDecoder
-    (tmp_path / "codec_needing_dep.py").write_text(
-        "import dep_not_installed_xyz.sub\nclass Dec: pass\n"
+def test_optional_decoders_load_lazily() -> None:
+    """Importing the package does not import PyAV; creating such a decoder does."""
+    code = (
+        "import sys, trio_tts_stream as t\n"
+        "assert 'av' not in sys.modules, 'PyAV imported at package import'\n"
+        "assert 'mp3' in t.available_formats()\n"
+        "d = t.create_decoder('mp3')\n"
+        "assert type(d).__name__ == 'Mp3Decoder' and 'av' in sys.modules\n"
     )
-    monkeypatch.syspath_prepend(tmp_path)
-    monkeypatch.delitem(sys.modules, "codec_needing_dep", raising=False)
-    # The missing dependency is the optional one: the codec is left out.
-    assert _load_optional("codec_needing_dep", "Dec", requires="dep_not_installed_xyz") is None
-    # Anything else missing is a bug and propagates.
-    with pytest.raises(ModuleNotFoundError):
-        _load_optional("codec_needing_dep", "Dec", requires="av")
-    with pytest.raises(ModuleNotFoundError):
-        _load_optional(".no_such_codec", "Dec", requires="av")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_missing_dependency_leaves_the_format_out() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['av'] = None\n"
+        "import importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'av' else real(n, *a)\n"
+        "import trio_tts_stream as t\n"
+        "assert t.available_formats() == ('pcm', 'wav'), t.available_formats()\n"
+        "try:\n"
+        "    t.create_decoder('opus')\n"
+        "except t.UnsupportedFormatError as e:\n"
+        "    assert 'trio-tts-stream[formats]' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.mark.parametrize(

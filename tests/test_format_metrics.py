@@ -241,7 +241,8 @@ def test_on_decode_accumulates() -> None:
     rec = MetricsRecorder()
     rec.on_decode(0.001, 100)
     rec.on_decode(0.003, 50)
-    assert rec.decode_s == [0.001, 0.003]
+    assert rec.decode_sample == [0.001, 0.003]
+    assert rec.decode_calls == 2
     assert rec.frames_decoded == 150
     mean, p95 = rec.decode_ms()
     assert mean == pytest.approx(2.0)
@@ -251,7 +252,7 @@ def test_on_decode_accumulates() -> None:
 def test_recorders_do_not_share_lists() -> None:
     a, b = MetricsRecorder(), MetricsRecorder()
     a.on_decode(0.5, 1)
-    assert b.decode_s == []
+    assert b.decode_sample == []
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 19, 20, 21, 39, 40, 41, 100, 101, 997])
@@ -272,11 +273,28 @@ def test_decode_p95_is_nearest_rank(n: int) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300))
 def test_decode_stats_against_numpy(times: list[float]) -> None:
-    rec = MetricsRecorder(decode_s=list(times))
+    rec = MetricsRecorder()
+    for t in times:
+        rec.on_decode(t)
     mean, p95 = rec.decode_ms()
     assert mean == pytest.approx(float(np.mean(times)) * 1000, rel=1e-9, abs=1e-12)
     reference = float(np.percentile(times, 95, method="inverted_cdf")) * 1000
     assert p95 == reference
+
+
+def test_decode_memory_is_bounded_and_p95_stays_close() -> None:
+    """Long streams keep a fixed-size sample; mean stays exact, p95 close."""
+    from trio_tts_stream._metrics import DECODE_SAMPLE
+
+    rng = np.random.default_rng(1)
+    times = rng.exponential(0.002, size=DECODE_SAMPLE * 10)
+    rec = MetricsRecorder()
+    for t in times.tolist():
+        rec.on_decode(t)
+    assert len(rec.decode_sample) == DECODE_SAMPLE
+    mean, p95 = rec.decode_ms()
+    assert mean == pytest.approx(float(np.mean(times)) * 1000, rel=1e-9)
+    assert p95 == pytest.approx(float(np.percentile(times, 95)) * 1000, rel=0.05)
 
 
 def test_timeline_conversion() -> None:

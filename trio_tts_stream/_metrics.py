@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._state import Outcome, PlaybackState, Transition
 
-__all__ = ["MetricsRecorder", "PlaybackReport", "TimelineEntry"]
+__all__ = ["DECODE_SAMPLE", "MetricsRecorder", "PlaybackReport", "TimelineEntry"]
+
+#: Decoder call times kept for the p95 (a reservoir sample beyond this many calls).
+DECODE_SAMPLE = 4096
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,13 @@ class MetricsRecorder:
     last_byte_time: float | None = None
     bytes_received: int = 0
     frames_decoded: int = 0
-    decode_s: list[float] = field(default_factory=list)
+    decode_calls: int = 0
+    decode_total_s: float = 0.0
+    #: A uniform random sample (reservoir) of at most ``DECODE_SAMPLE`` call times, so
+    #: memory stays bounded however long the stream (a plain list grew ~10 MiB/hour).
+    decode_sample: list[float] = field(default_factory=list)
     reconnects: int = 0
+    _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def on_request(self, now: float) -> None:
         """The request is being sent."""
@@ -142,8 +151,15 @@ class MetricsRecorder:
 
     def on_decode(self, seconds: float, frames: int = 0) -> None:
         """One decoder call took ``seconds`` and produced ``frames``."""
-        self.decode_s.append(seconds)
+        self.decode_calls += 1
+        self.decode_total_s += seconds
         self.frames_decoded += frames
+        if len(self.decode_sample) < DECODE_SAMPLE:
+            self.decode_sample.append(seconds)
+        else:  # Vitter's algorithm R
+            j = self._rng.randrange(self.decode_calls)
+            if j < DECODE_SAMPLE:
+                self.decode_sample[j] = seconds
 
     def since_request_ms(self, t: float | None) -> float | None:
         """``t`` relative to the request, in ms."""
@@ -161,11 +177,12 @@ class MetricsRecorder:
         return self.bytes_received * 8 / 1000 / span
 
     def decode_ms(self) -> tuple[float | None, float | None]:
-        """(mean, p95) of decoder call times in ms."""
-        if not self.decode_s:
+        """(mean, p95) of decoder call times in ms (the p95 from the reservoir sample: exact
+        up to ``DECODE_SAMPLE`` calls)."""
+        if not self.decode_calls:
             return None, None
-        ordered = sorted(self.decode_s)
-        mean = sum(ordered) / len(ordered) * 1000
+        ordered = sorted(self.decode_sample)
+        mean = self.decode_total_s / self.decode_calls * 1000
         p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)] * 1000
         return mean, p95
 

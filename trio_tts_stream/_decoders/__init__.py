@@ -3,8 +3,8 @@
 Like httpx's ``_decoders.py``, every format is a class with ``decode(bytes)`` and
 ``flush()`` (the :class:`~._base.Decoder` protocol), registered by name in
 :data:`DECODERS`. ``pcm`` and ``wav`` are pure numpy and always present; formats that need
-an optional dependency (PyAV for mp3/aac/flac/opus) are listed in :data:`_OPTIONAL` and
-left out of the registry when that dependency cannot be imported, so
+an optional dependency (PyAV for mp3/aac/flac/opus) are listed in :data:`_OPTIONAL`, imported on first use, and
+left out of the registry when that dependency is not installed, so
 :func:`available_formats` tells the truth about this installation.
 
 :func:`sniff_format` guesses the format of a response from its first bytes and its
@@ -14,6 +14,7 @@ left out of the registry when that dependency cannot be imported, so
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 
 from .._exceptions import UnsupportedFormatError
@@ -54,28 +55,24 @@ _OPTIONAL: tuple[tuple[str, str, str, str, str], ...] = (
 _MISSING: dict[str, str] = {}
 
 
-def _load_optional(module: str, attr: str, requires: str) -> DecoderFactory | None:
-    """Import ``attr`` from ``module`` (relative to this package).
+def _lazy(module: str, attr: str) -> DecoderFactory:
+    """A factory that imports ``attr`` from ``module`` (relative to this package) on first
+    use, so ``import trio_tts_stream`` does not load PyAV (~17 MiB, 0.1-0.2 s) for a client
+    that only ever plays pcm."""
 
-    Returns ``None`` when the import fails because the third-party package ``requires``
-    is missing. Any other import failure (a bug in our own module) propagates.
-    """
-    try:
-        mod = importlib.import_module(module, __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.partition(".")[0] == requires:
-            return None
-        raise
-    factory: DecoderFactory = getattr(mod, attr)
+    def factory() -> Decoder:
+        cls: DecoderFactory = getattr(importlib.import_module(module, __name__), attr)
+        return cls()
+
+    factory.__name__ = factory.__qualname__ = attr
     return factory
 
 
 for _name, _module, _attr, _requires, _hint in _OPTIONAL:
-    _factory = _load_optional(_module, _attr, _requires)
-    if _factory is None:
+    if importlib.util.find_spec(_requires) is None:
         _MISSING[_name] = _hint
     else:
-        DECODERS[_name] = _factory
+        DECODERS[_name] = _lazy(_module, _attr)
 
 
 def available_formats() -> tuple[str, ...]:

@@ -19,17 +19,21 @@ about 6% *shorter* than 450 wpm. Durations otherwise shrink in proportion to the
 
 Determinism
 -----------
-Same text, voice, speed and sample rate, same samples, whatever ran before. espeak-ng
-keeps synthesis state in C statics that ``espeak_Terminate`` does not reset (the pitch
-"flutter" position, the gain control, the glottal cycle count), so that two identical
-calls in a row differ by tens of samples in length. Each synthesis therefore runs in a
-freshly loaded copy of the library: load (``dlopen``), ``espeak_Initialize``, synthesize,
-``espeak_Terminate``, unload (``dlclose``). This costs about 3 ms per synthesis, and
-leaks about 2-4 KB per synthesis (memory espeak-ng allocates when loading a voice and
-never frees). It relies on ``dlclose`` really unloading the library, as glibc does when
-nothing else in the process holds it: if another package in the same process has loaded
-the same ``libespeak-ng`` file, the two share its state, and output is no longer
-independent of earlier calls.
+Same text, voice, speed and sample rate, same samples, whatever ran before. Two things
+stand in the way, both measured:
+
+* espeak-ng keeps synthesis state in C statics that ``espeak_Terminate`` does not reset
+  (the pitch "flutter" position, the gain control, the glottal cycle count): two identical
+  calls in a row differ, by up to a few hundred samples in length. Each synthesis
+  therefore runs in a freshly loaded copy of the library: load (``dlopen``),
+  ``espeak_Initialize``, synthesize, ``espeak_Terminate``, unload (``dlclose``). This
+  costs about 3 ms per synthesis, and leaks about 2-4 KB per synthesis (memory espeak-ng
+  allocates when it loads a voice and never frees). It relies on ``dlclose`` really
+  unloading the library, as glibc does when nothing else holds it: if another package in
+  the same process has loaded the same ``libespeak-ng`` file, the two share its state
+  (and its lock is not ours), and the output may depend on earlier calls again.
+* Voice variants with "breath" (``f2``, ``f3``, ``f5``, ...) and the Klatt variants mix in
+  noise from C's process-wide ``rand()``; none of them is used.
 
 Threading
 ---------
@@ -52,8 +56,8 @@ it on; returning 1 from it aborts the synthesis.
   ends for any reason (exhausted, closed with ``aclose()``, the consumer cancelled or
   failed, or garbage collected), it sets an abort flag, closes the channel and waits
   (shielded) for the thread: the blocked send fails, the callback returns 1, espeak-ng
-  stops within one block, and the thread is gone before the generator finishes closing
-  (about 1 ms after the consumer stops, measured).
+  stops within one block, and the synthesis is over (the thread back in trio's cache)
+  before the generator finishes closing, about 1 ms after the consumer stops (measured).
 
   It is not built on :func:`trio.to_thread.run_sync` because that needs a task to await
   it, hence a nursery inside the generator, and a nursery cannot be suspended across
@@ -68,7 +72,7 @@ synthesis in the process waits too. A consumer that paces its reading in real ti
 (a server sending audio at 1x) should pass ``max_buffered_blocks=None`` (unbounded: the
 memory ceiling is then the whole audio, about 2.9 MB per minute at 24 kHz; synthesis runs
 at several hundred times real time) or read eagerly into its own buffer. A synthesis
-waiting for the lock notices an abort within :data:`_POLL_S` seconds.
+waiting for the lock notices an abort within 50 ms.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache, partial
@@ -139,7 +143,7 @@ MAX_WPM = 700
 """The fastest rate used: ``DEFAULT_WPM * 4.0``, OpenAI's top speed."""
 
 BLOCK_MS = 100
-"""espeak-ng's output buffer in milliseconds of audio: the size of the blocks it emits."""
+"""espeak-ng's output buffer in milliseconds of audio: blocks are about this long."""
 
 _INSTALL_HINT = "the espeak voice needs: pip install 'trio-tts-stream[espeak]'"
 _POLL_S = 0.05  # how often a blocked worker checks its abort flag
@@ -175,7 +179,8 @@ def speed_to_wpm(speed: float) -> int:
     Raises:
         ValueError: If ``speed`` is not a positive finite number.
     """
-    if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+    number = isinstance(speed, (int, float)) and not isinstance(speed, bool)
+    if not (number and math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a positive number, got {speed!r}")
     return min(MAX_WPM, max(MIN_WPM, round(DEFAULT_WPM * speed)))
 
@@ -227,7 +232,7 @@ class EspeakEngine:
         speed: float = 1.0,
         sample_rate: int = 24000,
         max_buffered_blocks: int | None = 32,
-    ) -> Iterator[_Samples]:
+    ) -> Generator[_Samples, None, None]:
         """Yield the samples of ``text`` in blocks as espeak-ng produces them.
 
         A worker thread synthesizes into a queue of at most ``max_buffered_blocks`` blocks
@@ -249,7 +254,7 @@ class EspeakEngine:
         speed: float = 1.0,
         sample_rate: int = 24000,
         max_buffered_blocks: int | None = 32,
-    ) -> AsyncIterator[_Samples]:
+    ) -> AsyncGenerator[_Samples, None]:
         """Yield the blocks of ``text`` as espeak-ng produces them, synthesized off trio's thread.
 
         ::
@@ -261,8 +266,8 @@ class EspeakEngine:
         The blocks come through a trio memory channel of ``max_buffered_blocks`` blocks
         (``None``: unbounded; read the module documentation before bounding it for a
         reader slower than real time). Closing the generator early aborts the synthesis
-        and waits for its thread (about a millisecond; up to :data:`_POLL_S` s more if
-        the synthesis was still waiting for another one to finish). An error in the
+        and waits for its thread (about a millisecond; up to 50 ms more if the
+        synthesis was still waiting for another one to finish). An error in the
         synthesis is raised after the last block it produced.
 
         Raises:
@@ -293,7 +298,10 @@ class _Job:
             known = ", ".join(VOICES)
             raise ValueError(f"unknown voice {voice!r}; known voices: {known}") from None
         wpm = speed_to_wpm(speed)
-        if not (isinstance(sample_rate, int) and sample_rate > 0):
+        if (
+            not (isinstance(sample_rate, int) and not isinstance(sample_rate, bool))
+            or sample_rate < 1
+        ):
             raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
         # espeak-ng reads a NUL-terminated string: a NUL would end the text early.
         data = text.replace("\0", " ").encode("utf-8", "replace")
@@ -508,7 +516,7 @@ def _paths() -> tuple[str, bytes]:
 # Thread and trio plumbing
 
 
-def _iterate(job: _Job, size: int) -> Iterator[_Samples]:
+def _iterate(job: _Job, size: int) -> Generator[_Samples, None, None]:
     """The generator behind :meth:`EspeakEngine.synthesize`."""
     blocks: queue.Queue[_Samples | None] = queue.Queue(size)  # None: the end
     stop = threading.Event()
@@ -543,7 +551,7 @@ def _iterate(job: _Job, size: int) -> Iterator[_Samples]:
         thread.join()
 
 
-async def _generate(job: _Job, size: int) -> AsyncIterator[_Samples]:
+async def _generate(job: _Job, size: int) -> AsyncGenerator[_Samples, None]:
     """The async generator behind :meth:`EspeakEngine.synthesize_async`."""
     send, receive = trio.open_memory_channel[_Samples](math.inf if size == 0 else size)
     stop = threading.Event()

@@ -1,0 +1,604 @@
+"""Benchmarks of trio_tts_stream: latency, CPU and memory, streaming vs buffered.
+
+Usage::
+
+    python benchmarks/run.py                  # the full suite (about 2 minutes)
+    python benchmarks/run.py --quick          # a smoke run (under 30 seconds)
+    python benchmarks/run.py --json out.json  # also write every measurement as JSON
+    nox -s bench -- --quick                   # the same through nox
+
+Prints a markdown report on stdout (progress goes to stderr). See benchmarks/README.md
+for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from _measure import (
+    BENCH_DIR,
+    BenchmarkError,
+    PulseNullSink,
+    ServerProcess,
+    Spread,
+    audio_seconds,
+    markdown_table,
+    run_worker,
+    text_for_seconds,
+)
+
+import trio_tts_stream as tts
+
+TTFB_MS = 300.0
+"""The test server's time to first byte (the issue's scenario)."""
+FACTORS = (1.5, 6.5)
+"""Real-time factors of the test server (the issue's scenario)."""
+MODES = ("stream", "buffered")
+LONG_SPEED = 0.25
+"""Speech speed of the long streams: the tone engine then speaks 2308 characters (under the
+server's 4096-character limit) for 10 minutes."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation measures.
+
+    Attributes:
+        name: ``"full"`` or ``"quick"``.
+        seconds: Audio per utterance in the latency scenarios.
+        runs: Measured utterances per latency scenario (after one warm-up).
+        long_seconds: Stream lengths of the memory scenarios.
+        clock_rate: Virtual seconds per real second in the memory scenarios.
+        sample_every: Virtual seconds between RSS samples.
+        speaker_factors: Real-time factors of the speaker scenario (streaming mode).
+        speaker_runs: Measured utterances per speaker factor.
+        jobs: Scenarios run at the same time (each in its own processes).
+    """
+
+    name: str
+    seconds: float
+    runs: int
+    long_seconds: tuple[float, ...]
+    clock_rate: float
+    sample_every: float
+    speaker_factors: tuple[float, ...]
+    speaker_runs: int
+    jobs: int
+
+
+FULL = Plan("full", 10.0, 5, (10.0, 600.0), 50.0, 5.0, FACTORS, 3, 4)
+QUICK = Plan("quick", 3.0, 2, (10.0, 120.0), 50.0, 2.0, (6.5,), 1, 4)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Scenarios
+
+
+def latency_scenario(plan: Plan, factor: float, mode: str) -> dict[str, Any]:
+    """One latency scenario: its own server process and client process."""
+    with ServerProcess(ttfb_ms=TTFB_MS, realtime_factor=factor) as server:
+        text = text_for_seconds(plan.seconds)
+        args = ["latency", "--base-url", server.base_url, "--text", text]
+        args += ["--runs", str(plan.runs)] + (["--buffered"] if mode == "buffered" else [])
+        result = run_worker(args)
+    return {"factor": factor, "text_audio_s": audio_seconds(text), **result}
+
+
+def memory_scenario(plan: Plan, seconds: float, mode: str) -> dict[str, Any]:
+    """One long stream under a fast virtual clock; the server sends as fast as it may."""
+    with ServerProcess(ttfb_ms=0.0, realtime_factor=None) as server:
+        text = text_for_seconds(seconds, speed=LONG_SPEED)
+        audio_s = audio_seconds(text, speed=LONG_SPEED)
+        args = ["longstream", "--base-url", server.base_url, "--text", text]
+        args += ["--rate", f"{plan.clock_rate:g}", "--speed", f"{LONG_SPEED:g}"]
+        args += ["--audio-s", f"{audio_s:g}"]
+        args += ["--sample-every", f"{plan.sample_every:g}"]
+        args += ["--buffered"] if mode == "buffered" else []
+        return {"text_audio_s": audio_s, **run_worker(args)}
+
+
+def speaker_scenario(plan: Plan) -> dict[str, Any]:
+    """TTFA at a real PortAudio device (a PulseAudio null sink), measured with parec."""
+    missing = PulseNullSink.missing()
+    if missing is not None:
+        return {"skipped": missing}
+    results = []
+    with PulseNullSink() as pulse:
+        for factor in plan.speaker_factors:
+            with ServerProcess(ttfb_ms=TTFB_MS, realtime_factor=factor) as server:
+                text = text_for_seconds(plan.seconds)
+                args = ["speaker", "--base-url", server.base_url, "--text", text]
+                args += ["--runs", str(plan.speaker_runs)]
+                result = run_worker(args, env=pulse.env)
+                results.append({"factor": factor, "text_audio_s": audio_seconds(text), **result})
+    return {"scenarios": results}
+
+
+def _run_all(
+    jobs: int, tasks: Sequence[tuple[str, Callable[[], dict[str, Any]]]]
+) -> dict[str, dict[str, Any]]:
+    """Run ``tasks`` (name, function) with at most ``jobs`` at a time; log as they end."""
+    out: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures: dict[str, Future[dict[str, Any]]] = {n: pool.submit(f) for n, f in tasks}
+        for name, future in futures.items():
+            try:
+                out[name] = future.result()
+            except BenchmarkError as exc:
+                out[name] = {"error": str(exc)}
+            _log(f"  done: {name}" + (" (FAILED)" if "error" in out[name] else ""))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+
+def _spread(runs: list[dict[str, Any]], key: str) -> Spread | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return Spread.of(values) if values else None
+
+
+def _fmt(spread: Spread | None, fmt: str = ".0f") -> str:
+    return "n/a" if spread is None else spread.format(fmt)
+
+
+def summarize_latency(result: dict[str, Any]) -> dict[str, Any]:
+    """Median/min/max of each per-run measurement, CPU per audio second, memory."""
+    runs = result["runs"]
+    cpu = Spread.of(r["cpu_s"] / r["audio_s"] * 1000 for r in runs)
+    summary: dict[str, Any] = {
+        "factor": result["factor"],
+        "mode": result["mode"],
+        "audio_s": result["text_audio_s"],
+        "runs": len(runs),
+        "completed": sum(r["outcome"] == "completed" for r in runs),
+        "cpu_ms_per_audio_s": cpu.to_dict(),
+        "underruns_total": sum(r["underruns"] for r in runs),
+        "rss_after_imports_mib": round(result["rss_start_mib"], 1),
+        "peak_rss_mib": round(result["peak_rss_mib"], 1),
+        "peak_minus_imports_mib": round(result["peak_rss_mib"] - result["rss_start_mib"], 2),
+    }
+    for key in ("ttfb_headers_ms", "ttfb_ms", "ttfa_ms", "wall_s"):
+        spread = _spread(runs, key)
+        summary[key] = None if spread is None else spread.to_dict()
+    return summary
+
+
+def latency_table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for result in results:
+        runs = result["runs"]
+        cpu = Spread.of(r["cpu_s"] / r["audio_s"] * 1000 for r in runs)
+        underruns = sum(r["underruns"] for r in runs)
+        rows.append(
+            [
+                result["mode"],
+                f"{result['factor']:g}x",
+                _fmt(_spread(runs, "ttfa_ms")),
+                _fmt(_spread(runs, "ttfb_headers_ms")),
+                _fmt(_spread(runs, "ttfb_ms")),
+                f"{underruns} in {len(runs)} runs",
+                cpu.format(".1f"),
+                f"{result['peak_rss_mib']:.1f} ({result['rss_start_mib']:.1f})",
+                f"{result['peak_rss_mib'] - result['rss_start_mib']:+.1f}",
+            ]
+        )
+    return markdown_table(
+        [
+            "mode",
+            "server speed",
+            "TTFA ms",
+            "TTFB ms (headers)",
+            "TTFB ms (report)",
+            "underruns",
+            "client CPU ms / audio s",
+            "peak RSS MiB (after imports)",
+            "peak - imports",
+        ],
+        rows,
+    )
+
+
+def _sample_at(samples: list[dict[str, float]], played_s: float) -> dict[str, float] | None:
+    for sample in samples:
+        if sample["played_s"] >= played_s:
+            return sample
+    return None
+
+
+def summarize_memory(result: dict[str, Any]) -> dict[str, Any]:
+    """RSS when 1 minute had been played, at the end, and the growth in between."""
+    samples = result["samples"]
+    end = samples[-1]
+    minute = _sample_at(samples, 60.0) if result["audio_s"] > 60.0 else None
+    growth = per_minute = blocks = None
+    if minute is not None:
+        growth = end["rss_mib"] - minute["rss_mib"]
+        minutes = (end["played_s"] - minute["played_s"]) / 60
+        per_minute = growth * 1024 / minutes if minutes > 0 else None
+        blocks = end["python_blocks"] - minute["python_blocks"]
+    return {
+        "mode": result["mode"],
+        "audio_s": result["audio_s"],
+        "clock_rate": result["clock_rate"],
+        "outcome": result["outcome"],
+        "underruns": result["underruns"],
+        "buffer_ms_avg": result["buffer_ms_avg"],
+        "rss_after_imports_mib": result["rss_start_mib"],
+        "rss_at_1min_mib": None if minute is None else minute["rss_mib"],
+        "rss_at_end_mib": end["rss_mib"],
+        "peak_rss_mib": result["peak_rss_mib"],
+        "growth_1min_to_end_mib": growth,
+        "growth_kib_per_audio_min": per_minute,
+        "python_blocks_growth_1min_to_end": blocks,
+        "wall_s": result["wall_s"],
+        "cpu_s": result["cpu_s"],
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
+
+
+def memory_table(summaries: list[dict[str, Any]]) -> str:
+    def mib(value: float | None, sign: bool = False) -> str:
+        if value is None:
+            return "-"
+        return f"{value:+.2f}" if sign else f"{value:.1f}"
+
+    rows = [
+        [
+            s["mode"],
+            _duration(s["audio_s"]),
+            mib(s["rss_after_imports_mib"]),
+            mib(s["rss_at_1min_mib"]),
+            mib(s["rss_at_end_mib"]),
+            mib(s["peak_rss_mib"]),
+            mib(s["growth_1min_to_end_mib"], sign=True),
+            "-"
+            if s["growth_kib_per_audio_min"] is None
+            else f"{s['growth_kib_per_audio_min']:.0f}",
+            str(s["underruns"]),
+            f"{s['wall_s']:.1f}",
+        ]
+        for s in summaries
+    ]
+    return markdown_table(
+        [
+            "mode",
+            "stream",
+            "RSS after imports",
+            "RSS at 1 min played",
+            "RSS at end",
+            "peak RSS",
+            "growth 1 min -> end",
+            "KiB / audio min",
+            "underruns",
+            "wall s",
+        ],
+        rows,
+    )
+
+
+def speaker_table(scenarios: list[dict[str, Any]]) -> str:
+    rows = []
+    for result in scenarios:
+        runs = result["runs"]
+        diffs = [
+            r["ttfa_ms"] - r["ttfa_speaker_ms"]
+            for r in runs
+            if r["ttfa_ms"] is not None and r["ttfa_speaker_ms"] is not None
+        ]
+        rows.append(
+            [
+                result["mode"],
+                f"{result['factor']:g}x",
+                _fmt(_spread(runs, "ttfa_speaker_ms")),
+                _fmt(_spread(runs, "ttfa_ms")),
+                _fmt(Spread.of(diffs) if diffs else None, "+.1f"),
+                _fmt(_spread(runs, "device_latency_ms"), ".1f"),
+                str(sum(r["underruns"] for r in runs)),
+            ]
+        )
+    return markdown_table(
+        [
+            "mode",
+            "server speed",
+            "TTFA ms at the speaker (parec)",
+            "TTFA ms (report)",
+            "report - speaker ms",
+            "device latency ms",
+            "underruns",
+        ],
+        rows,
+    )
+
+
+def ring_ceiling_mib(config: tts.StreamConfig) -> float:
+    """The client's documented buffer ceiling with a float32 NullSink and 24 kHz mono pcm:
+    the ring, the decoded-block queue (a 4096-byte read is 2048 frames) and one read."""
+    frames_per_block = config.chunk_size // 2
+    ring = config.max_buffer_s * 24000 * 4
+    queue = config.queue_blocks * frames_per_block * 4
+    return (ring + queue + config.chunk_size) / 2**20
+
+
+def method_text(plan: Plan, latency_audio_s: float) -> str:
+    """The method, as a markdown list (printed under the tables)."""
+    config = tts.StreamConfig()
+    longest = _duration(max(plan.long_seconds))
+    bullets = [
+        "Server: `python -m trio_tts_stream serve` in its own process (its CPU is not "
+        f"counted), tone engine, 24 kHz mono s16 `pcm` in 20 ms HTTP chunks, first byte "
+        f"{TTFB_MS:g} ms after the request, then audio released at the given multiple of "
+        "real time. One server per scenario.",
+        "Client: a fresh Python process per scenario running `trio_tts_stream.speak()` with a "
+        "`NullSink` (a headless speaker consuming 20 ms blocks on trio's real clock, zero "
+        "output latency), the default `StreamConfig` (start after "
+        f"{config.buffer_ms:g} ms buffered, {config.max_buffer_s:g} s ring, "
+        f"{config.chunk_size}-byte reads) and one long-lived `httpx.AsyncClient`. "
+        "Buffered = `StreamConfig(streaming=False)`: download everything, then play.",
+        f"Utterance: {latency_audio_s:.2f} s of audio; one uncounted warm-up "
+        f'("Hello.", 0.39 s), then {plan.runs} runs; cells are median (min-max).',
+        "TTFA: request sent -> first sample consumed by the sink (the report's `ttfa_ms`). "
+        "TTFB (headers): request sent -> response headers received (httpx event hooks); the "
+        "server sends them with the first body byte. TTFB (report): the report's `ttfb_ms`, "
+        "when the first `chunk_size` read completed.",
+        "CPU: `time.process_time()` of the client process (all threads, user + system) "
+        "around each `speak()` call, divided by the audio length.",
+        "Peak RSS: `VmHWM` of the client process after all its runs (imports included); in "
+        "parentheses `VmRSS` after the imports; then the difference, the memory the "
+        "utterances themselves needed.",
+        f"{plan.jobs} scenarios run at the same time (each its own server and client "
+        "process, all mostly idle); `--jobs 1` runs them one after another.",
+        f"Memory over a long stream: playing {longest} in real time would take {longest}, "
+        f"so the client runs under `trio.testing.MockClock(rate={plan.clock_rate:g})`: "
+        f"trio's clock, on which the `NullSink` consumes, runs {plan.clock_rate:g}x faster "
+        "than real time, while the server (another process) sends as fast as the client "
+        "reads, so the ring buffer stays full and backpressure, not pacing, bounds memory. "
+        f"Timeouts are scaled by the same factor. Speech speed {LONG_SPEED:g} (the server "
+        f"caps input at 4096 characters). `VmRSS` is sampled every {plan.sample_every:g} s "
+        "of virtual time; growth is from the sample at which 1 minute had been played to "
+        "the end of playback. The documented buffer ceiling (ring + block queue + one read) "
+        f"is {ring_ceiling_mib(config):.2f} MiB here.",
+    ]
+    return "Method:\n\n" + "\n".join(f"- {b}" for b in bullets) + "\n"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("trio-tts-stream", "trio", "httpx", "h11", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "?"
+    return out
+
+
+def _commit() -> str | None:
+    if shutil.which("git") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark trio_tts_stream: TTFA, CPU and memory, streaming vs buffered."
+    )
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (< 30 s)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="write the results as JSON")
+    parser.add_argument("--runs", type=int, help="measured runs per latency scenario")
+    parser.add_argument("--jobs", type=int, help="scenarios run at the same time (default 4)")
+    parser.add_argument("--no-speaker", action="store_true", help="skip the PulseAudio speaker run")
+    args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.runs is not None:
+        plan = Plan(**{**asdict(plan), "runs": args.runs})
+    if args.jobs is not None:
+        plan = Plan(**{**asdict(plan), "jobs": args.jobs})
+    started = time.perf_counter()
+    load_start = _load()
+    text = text_for_seconds(plan.seconds)
+    failed: list[str] = []
+
+    _log(f"latency scenarios ({plan.name}: {plan.runs} runs of {plan.seconds:g} s each)...")
+    tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    for factor in FACTORS:
+        for mode in MODES:
+            tasks.append(
+                (f"latency {mode} {factor:g}x", partial(latency_scenario, plan, factor, mode))
+            )
+    if not args.no_speaker:
+        tasks.append(("speaker", partial(speaker_scenario, plan)))
+    phase1 = _run_all(plan.jobs, tasks)
+    phase1_s = time.perf_counter() - started
+
+    _log(f"memory scenarios (MockClock rate {plan.clock_rate:g})...")
+    memory_tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (f"memory {mode} {seconds:g} s", partial(memory_scenario, plan, seconds, mode))
+        for mode in MODES
+        for seconds in plan.long_seconds
+    ]
+    phase2 = _run_all(min(plan.jobs, 2), memory_tasks)
+    phase2_s = time.perf_counter() - started - phase1_s
+
+    latency_results = []
+    for name, _ in tasks:
+        if name.startswith("latency"):
+            if "error" in phase1[name]:
+                failed.append(f"{name}: {phase1[name]['error']}")
+            else:
+                latency_results.append(phase1[name])
+                failed += _incomplete(name, phase1[name]["runs"])
+    memory_results = []
+    for name, _ in memory_tasks:
+        if "error" in phase2[name]:
+            failed.append(f"{name}: {phase2[name]['error']}")
+        else:
+            memory_results.append(phase2[name])
+            failed += _incomplete(name, [phase2[name]])
+    memory_summaries = [summarize_memory(r) for r in memory_results]
+    # The speaker scenario is optional: if it cannot run here, say why, but do not fail.
+    speaker = phase1.get("speaker", {"skipped": "--no-speaker"})
+
+    # -- the report -----------------------------------------------------------------
+    versions = _versions()
+    commit = _commit()
+    out: list[str] = [f"# trio_tts_stream benchmarks ({plan.name})", ""]
+    out.append(
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
+        f"{_cpu_count()} CPUs (load average {load_start:.2f} at start, {_load():.2f} at end); "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + (f"; commit {commit}" if commit else "")
+    )
+    out += ["", f"## Latency, CPU and memory: {audio_seconds(text):.2f} s utterance", ""]
+    out += [
+        f"Test server TTFB {TTFB_MS:g} ms, audio released at 1.5x / 6.5x real time; "
+        f"median (min-max) of {plan.runs} runs.",
+        "",
+    ]
+    if latency_results:
+        out += [latency_table(latency_results), ""]
+    out += ["## Memory over a long stream", ""]
+    if memory_summaries:
+        out += [memory_table(memory_summaries), ""]
+        out += [_memory_verdict(memory_summaries), ""]
+    out += ["## TTFA at a real PortAudio device (optional)", ""]
+    if "scenarios" in speaker:
+        out += [
+            "`SoundDeviceSink` (latency 'low') on a private PulseAudio null sink; the sink's "
+            "monitor recorded with `parec --latency-msec=2`, every read timestamped: the "
+            "first sample above the noise floor after the request marks when audio was "
+            "really played (to ~2 ms). The report's TTFA is the library's own estimate "
+            "(PortAudio's outputBufferDacTime).",
+            "",
+            speaker_table(speaker["scenarios"]),
+            "",
+        ]
+    else:
+        reason = speaker.get("skipped") or f"it failed: {speaker.get('error')}"
+        out += [f"Skipped: {reason}", ""]
+    out += [method_text(plan, audio_seconds(text))]
+    elapsed = time.perf_counter() - started
+    out += [
+        f"Total benchmark time {elapsed:.0f} s (latency and speaker {phase1_s:.0f} s, "
+        f"memory {phase2_s:.0f} s)."
+    ]
+    if failed:
+        out += ["", "FAILED:", *(f"- {f}" for f in failed)]
+    print("\n".join(out))
+
+    if args.json is not None:
+        data = {
+            "plan": asdict(plan),
+            "versions": versions,
+            "commit": commit,
+            "platform": platform.platform(),
+            "cpus": _cpu_count(),
+            "load_average_start_end": [load_start, _load()],
+            "ttfb_ms": TTFB_MS,
+            "elapsed_s": elapsed,
+            "phase_s": {"latency_and_speaker": phase1_s, "memory": phase2_s},
+            "latency": [{"summary": summarize_latency(r), "raw": r} for r in latency_results],
+            "memory": [
+                {"summary": s, "raw": r}
+                for s, r in zip(memory_summaries, memory_results, strict=True)
+            ],
+            "speaker": speaker,
+            "ring_ceiling_mib": ring_ceiling_mib(tts.StreamConfig()),
+            "failed": failed,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        _log(f"wrote {args.json}")
+    return 1 if failed else 0
+
+
+def _incomplete(name: str, runs: list[dict[str, Any]]) -> list[str]:
+    """A failure line for each run of ``name`` that did not complete."""
+    return [
+        f"{name}: run {i + 1} ended {r['outcome']}"
+        for i, r in enumerate(runs)
+        if r["outcome"] != "completed"
+    ]
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _load() -> float:
+    """The 1-minute load average (other work on the machine skews latencies)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _memory_verdict(summaries: list[dict[str, Any]]) -> str:
+    lines = []
+    ceiling = ring_ceiling_mib(tts.StreamConfig())
+    for mode in MODES:
+        mine = sorted((s for s in summaries if s["mode"] == mode), key=lambda s: s["audio_s"])
+        if len(mine) < 2:
+            continue
+        short, long = mine[0], mine[-1]
+        peak_diff = long["peak_rss_mib"] - short["peak_rss_mib"]
+        text = (
+            f"- {mode}: peak RSS of the {_duration(long['audio_s'])} stream is "
+            f"{peak_diff:+.2f} MiB against the {_duration(short['audio_s'])} stream"
+        )
+        if mode == "buffered":
+            text += " (it holds the whole download before it starts playing)"
+        elif long["growth_1min_to_end_mib"] is not None:
+            text += (
+                f"; RSS grew {long['growth_1min_to_end_mib']:+.2f} MiB from 1 minute played "
+                f"to the end ({long['growth_kib_per_audio_min']:.0f} KiB per audio minute)"
+            )
+        lines.append(text + ".")
+    lines.append(f"- Documented buffer ceiling (ring + queue + one read): {ceiling:.2f} MiB.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
