@@ -3,8 +3,9 @@
 Like httpx's ``_decoders.py``, every format is a class with ``decode(bytes)`` and
 ``flush()`` (the :class:`~._base.Decoder` protocol), registered by name in
 :data:`DECODERS`. ``pcm`` and ``wav`` are pure numpy and always present; formats that need
-an optional dependency (PyAV for mp3/aac/flac/opus) are listed in :data:`_OPTIONAL`, imported on first use, and
-left out of the registry when that dependency is not installed, so
+an optional dependency (PyAV for mp3/aac/flac/opus) are listed in :data:`_OPTIONAL`,
+imported on first use, and left out of the registry when that dependency is not
+installed, so
 :func:`available_formats` tells the truth about this installation.
 
 :func:`sniff_format` guesses the format of a response from its first bytes and its
