@@ -1128,6 +1128,11 @@ def run_switched(
     ``other`` runs inside the trace function, where tracing is off, so its own bytecodes
     are not counted.
     """
+    if sys.version_info >= (3, 12):
+        # CPython 3.12/3.13 (sys.monitoring underneath settrace) deliver "opcode" events
+        # only partly to a trace function set this way (f_trace_opcodes): 0 to 12 of the
+        # ~50 bytecodes. These races are exercised on 3.10 and 3.11.
+        pytest.skip("per-bytecode tracing is unreliable on Python >= 3.12")
     count = 0
     switched = False
 
@@ -1153,10 +1158,6 @@ def run_switched(
         side()
     finally:
         sys.settrace(previous)
-    if count == 0:
-        # CPython 3.12.1 and 3.13.0 deliver no "opcode" events to a trace function set
-        # this way (f_trace_opcodes); these races are exercised on 3.10 and 3.11.
-        pytest.skip("opcode tracing does not fire on this Python version")
     return switched
 
 

@@ -12,7 +12,8 @@ import json
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
 import trio
@@ -253,15 +254,75 @@ def _stats_table(report: PlaybackReport) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+DEFAULT_OUTPUT = "speech.wav"
+
+
+def _no_speaker_reason() -> str | None:
+    """Why the default output device cannot be used, or ``None`` when it can."""
+    try:
+        sd = import_sounddevice()
+    except AudioDeviceError:
+        return (
+            "PortAudio is not installed (Debian/Ubuntu: `sudo apt-get install libportaudio2`; "
+            "macOS: `brew install portaudio`)"
+        )
+    try:
+        sd.query_devices(kind="output")
+    except (sd.PortAudioError, ValueError):
+        return (
+            "there is no audio output device (list them with `python -m trio_tts_stream devices`)"
+        )
+    return None
+
+
 def _make_sink(args: argparse.Namespace, config: StreamConfig) -> AudioSink:
     if args.output:
         return WavFileSink(args.output, buffer_s=config.max_buffer_s)
     if args.null:
         return NullSink(buffer_s=config.max_buffer_s)
     device: int | str | None = args.device
+    if device is None and (reason := _no_speaker_reason()) is not None:
+        # No speaker: still give the user the speech, in a file.
+        print(
+            f"note: {reason}; writing the speech to {DEFAULT_OUTPUT} instead "
+            "(choose the file with --output FILE.wav)",
+            file=sys.stderr,
+        )
+        return WavFileSink(DEFAULT_OUTPUT, buffer_s=config.max_buffer_s)
     if isinstance(device, str) and device.isdigit():
         device = int(device)
     return SoundDeviceSink(device, buffer_s=config.max_buffer_s)
+
+
+@asynccontextmanager
+async def _embedded_server(args: argparse.Namespace) -> AsyncIterator[str | None]:
+    """With no server configured, run the bundled espeak voice on 127.0.0.1 and yield
+    its URL; otherwise yield ``None``."""
+    configured = (
+        args.base_url
+        or os.environ.get("OPENAI_BASE_URL")
+        or args.api_key
+        or os.environ.get("OPENAI_API_KEY")
+    )
+    if configured:
+        yield None
+        return
+    from .testing import espeak_available, open_test_server
+
+    if not espeak_available():
+        raise ConfigError(
+            "no TTS server configured and the embedded voice is not installed: "
+            "pip install 'trio-tts-stream[espeak]', or point at a server with --base-url URL "
+            "(and --api-key / OPENAI_API_KEY for OpenAI)"
+        )
+    async with open_test_server(engine="espeak") as server:
+        print(
+            f"note: no --base-url or OPENAI_API_KEY given: speaking with the embedded espeak "
+            f"voice served on {server.base_url} (use --base-url URL or set OPENAI_API_KEY "
+            "for a real TTS server)",
+            file=sys.stderr,
+        )
+        yield server.base_url
 
 
 async def _say(args: argparse.Namespace) -> PlaybackReport:
@@ -272,22 +333,37 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
         max_buffer_s=args.max_buffer,
         chunk_size=args.chunk_size,
     )
-    request = SpeechRequest(
-        input=_read_text(args),
-        model=args.model,
-        voice=args.voice,
-        response_format=args.response_format,
-        speed=args.speed,
-        instructions=args.instructions,
-        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-        api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None,
-    )
+    text = _read_text(args)
     verify: ssl.SSLContext | bool = True
     if args.ca_file:
         try:
             verify = ssl.create_default_context(cafile=args.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--ca-file {args.ca_file!r} cannot be used: {exc}") from None
+    with unwrap_single_exception():
+        async with _embedded_server(args) as embedded_url:
+            request = SpeechRequest(
+                input=text,
+                model=args.model,
+                voice=args.voice,
+                response_format=args.response_format,
+                speed=args.speed,
+                instructions=args.instructions,
+                base_url=embedded_url
+                or args.base_url
+                or os.environ.get("OPENAI_BASE_URL")
+                or DEFAULT_BASE_URL,
+                api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None,
+            )
+            return await _play(args, request, config, verify)
+
+
+async def _play(
+    args: argparse.Namespace,
+    request: SpeechRequest,
+    config: StreamConfig,
+    verify: ssl.SSLContext | bool,
+) -> PlaybackReport:
     with unwrap_single_exception():
         async with (
             _make_sink(args, config) as sink,
