@@ -50,7 +50,7 @@ def serve_process(*args: str) -> Iterator[str]:
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+        match = re.search(r"(https?://127\.0\.0\.1:\d+/v1)", line)
         assert match, f"serve printed {line!r}"
         yield match.group(1)
     finally:

@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--chunk-size", type=_positive_int, help="bytes per read (default 4096)")
     say.add_argument("--ca-file", help="trust this CA bundle (PEM) for https")
     say.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="give up when connecting, or waiting for the next bytes, takes longer "
+        "(default: connect 10 s, read 30 s)",
+    )
+    say.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object with the report on stdout at the end",
@@ -332,6 +339,8 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
         rebuffer_ms=args.rebuffer_ms,
         max_buffer_s=args.max_buffer,
         chunk_size=args.chunk_size,
+        connect_timeout_s=args.timeout,
+        read_timeout_s=args.timeout,
     )
     text = _read_text(args)
     verify: ssl.SSLContext | bool = True

@@ -190,19 +190,30 @@ def _status_error(
     return cls(text, status_code=status, server_message=message, url=url, retry_after=retry_after)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
-    import ssl
-
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, ssl.SSLError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(cur) or "SSL" in type(cur).__name__:
-            return True
+        yield cur
         cur = cur.__cause__ or cur.__context__
-    return False
+
+
+def _is_dns_failure(exc: BaseException) -> bool:
+    import socket
+
+    return any(isinstance(e, socket.gaierror) for e in _causes(exc))
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    import ssl
+
+    return any(
+        isinstance(e, ssl.SSLError)
+        or "CERTIFICATE_VERIFY_FAILED" in str(e)
+        or "SSL" in type(e).__name__
+        for e in _causes(exc)
+    )
 
 
 @contextmanager
@@ -221,6 +232,11 @@ def map_http_errors(url: str) -> Iterator[None]:
                 f"TLS failed for {url}: {exc}. Check the certificate (or pass a CA bundle)."
             ) from exc
         detail = str(exc) or type(exc).__name__
+        if _is_dns_failure(exc):
+            host = httpx.URL(url).host
+            raise NetworkError(
+                f"cannot resolve the host name {host!r} of {url}: check --base-url / the URL"
+            ) from exc
         if isinstance(exc, httpx.ConnectError):
             raise NetworkError(
                 f"cannot connect to {url}: {detail}. Is the server running?"
