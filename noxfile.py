@@ -58,7 +58,7 @@ if _extra_path:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after ``--``)."""
-    session.install(".[formats]", *TEST_DEPS)
+    session.install(".[formats,espeak]", *TEST_DEPS)
     # success_codes defaults to [0]: pytest's 5 ("no tests collected") fails the session.
     session.run("pytest", *session.posargs)
 
@@ -76,7 +76,7 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the package, tests, benchmarks (pyproject's files) and this file."""
     # mypy checks as Python 3.10 (pyproject), where trio and the package use the
     # exceptiongroup backport; newer interpreters do not install it on their own.
-    session.install(".[formats]", *TEST_DEPS, "mypy", "nox", "exceptiongroup")
+    session.install(".[formats,espeak]", *TEST_DEPS, "mypy", "nox", "exceptiongroup")
     session.run("mypy", "--strict", *session.posargs)
     session.run("mypy", "--strict", "noxfile.py")
 
@@ -89,12 +89,12 @@ def docs(session: nox.Session) -> None:
         session.install("-r", str(requirements))
     else:
         session.install("sphinx")
-    session.install(".[formats]")
+    session.install(".[formats,espeak]")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session(python=TYPING_PYTHON)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py)."""
-    session.install(".[formats]", *TEST_DEPS)
+    session.install(".[formats,espeak]", *TEST_DEPS)
     session.run("python", "benchmarks/run.py", *session.posargs)

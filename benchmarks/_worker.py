@@ -82,6 +82,11 @@ def _report_fields(report: tts.PlaybackReport) -> dict[str, Any]:
         "buffer_ms_avg": report.buffer_ms_avg,
         "buffer_ms_min": report.buffer_ms_min,
         "bytes_received": report.bytes_received,
+        "report_mode": report.mode,
+        "format": report.format,
+        "sample_rate": report.sample_rate,
+        "decode_errors": report.decode_errors,
+        "decode_ms_p95": report.decode_ms_p95,
     }
 
 
@@ -104,6 +109,7 @@ async def _latency(args: argparse.Namespace) -> dict[str, Any]:
                     words,
                     base_url=args.base_url,
                     api_key="",
+                    response_format=args.format,
                     sink=sink,
                     config=config,
                     client=client,
@@ -120,6 +126,7 @@ async def _latency(args: argparse.Namespace) -> dict[str, Any]:
         runs = [await once(text) for _ in range(args.runs)]
     return {
         "mode": "buffered" if args.buffered else "stream",
+        "response_format": args.format,
         "text_chars": len(text),
         "warmup": warmup,
         "runs": runs,
@@ -328,6 +335,92 @@ async def _speaker(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------------------
+# decode
+
+
+def _first_block(name: str, body: bytes) -> tuple[int | None, int, int | None]:
+    """Feed ``body`` to a new decoder one byte at a time until it returns a block.
+
+    Returns:
+        (bytes fed when the first block came, or ``None`` if only ``flush()`` produced
+        one; frames in that first block; its sample rate).
+    """
+    decoder = tts.create_decoder(name)
+    for n in range(1, len(body) + 1):
+        blocks = [b for b in decoder.decode(body[n - 1 : n]) if len(b)]
+        if blocks:
+            fmt = decoder.audio_format
+            return n, len(blocks[0]), None if fmt is None else fmt.sample_rate
+    blocks = [b for b in decoder.flush() if len(b)]
+    fmt = decoder.audio_format
+    return None, len(blocks[0]) if blocks else 0, None if fmt is None else fmt.sample_rate
+
+
+def _decode_pass(name: str, chunks: list[bytes]) -> dict[str, Any]:
+    """Decode ``chunks`` with a new decoder: wall and CPU time, and each call's time."""
+    decoder = tts.create_decoder(name)
+    call_ns = np.empty(len(chunks) + 1, dtype=np.int64)
+    frames = 0
+    clock = time.perf_counter_ns
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i, chunk in enumerate(chunks):
+        t0 = clock()
+        blocks = decoder.decode(chunk)
+        call_ns[i] = clock() - t0
+        frames += sum(len(b) for b in blocks)
+    t0 = clock()
+    blocks = decoder.flush()
+    call_ns[-1] = clock() - t0
+    frames += sum(len(b) for b in blocks)
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    fmt = decoder.audio_format
+    if fmt is None or frames == 0:
+        raise RuntimeError(f"{name}: the decoder produced no audio")
+    return {
+        "frames": frames,
+        "sample_rate": fmt.sample_rate,
+        "audio_s": frames / fmt.sample_rate,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "errors": int(getattr(decoder, "errors", 0)),
+        "chunk_ns": call_ns[:-1],
+        "flush_ns": int(call_ns[-1]),
+    }
+
+
+def _decode(args: argparse.Namespace) -> dict[str, Any]:
+    chunk_size: int = args.chunk_size
+    results = []
+    for spec in args.body:
+        name, _, path = spec.partition("=")
+        with open(path, "rb") as f:
+            body = f.read()
+        chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
+        _decode_pass(name, chunks)  # warm-up: imports PyAV, sets up the codec
+        passes = [_decode_pass(name, chunks) for _ in range(args.repeats)]
+        per_chunk_us = np.concatenate([p["chunk_ns"] for p in passes]) / 1000
+        first_bytes, first_frames, first_rate = _first_block(name, body)
+        results.append(
+            {
+                "format": name,
+                "body_bytes": len(body),
+                "chunk_size": chunk_size,
+                "chunks": len(chunks),
+                "first_block_bytes": first_bytes,
+                "first_block_frames": first_frames,
+                "first_block_ms": None if not first_rate else first_frames / first_rate * 1000,
+                "chunk_us_median": float(np.median(per_chunk_us)),
+                "chunk_us_p95": float(np.percentile(per_chunk_us, 95)),
+                "chunk_us_max": float(per_chunk_us.max()),
+                "passes": [
+                    {k: v for k, v in p.items() if k != "chunk_ns"} for p in passes
+                ],
+            }
+        )
+    return {"chunk_size": chunk_size, "repeats": args.repeats, "formats": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="trio_tts_stream benchmark worker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +430,13 @@ def main() -> None:
         p.add_argument("--text", required=True, help="what to speak")
         p.add_argument("--buffered", action="store_true", help="StreamConfig(streaming=False)")
         p.add_argument("--runs", type=int, default=5)
+    sub.choices["latency"].add_argument("--format", default="pcm", help="response_format")
+    decode = sub.add_parser("decode")
+    decode.add_argument(
+        "--body", action="append", required=True, metavar="FORMAT=PATH", help="a response body"
+    )
+    decode.add_argument("--chunk-size", type=int, default=4096, help="bytes per decode() call")
+    decode.add_argument("--repeats", type=int, default=5, help="measured passes per format")
     longstream = sub.choices["longstream"]
     longstream.add_argument("--rate", type=float, required=True, help="MockClock rate")
     longstream.add_argument("--speed", type=float, default=1.0, help="speech speed")
@@ -346,6 +446,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "latency":
         result = trio.run(_latency, args)
+    elif args.command == "decode":
+        result = _decode(args)
     elif args.command == "longstream":
         result = trio.run(_longstream, args, clock=trio.testing.MockClock(rate=args.rate))
     else:
