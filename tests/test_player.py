@@ -17,6 +17,7 @@ import trio_tts_stream as tts
 from trio_tts_stream import Cause, Outcome, PlaybackState
 
 RATE = 24000
+ONE_ATTEMPT = tts.StreamConfig(max_attempts=1)
 
 
 def tone(seconds: float, seed: int = 0) -> npt.NDArray[np.int16]:
@@ -257,7 +258,7 @@ async def test_http_errors_are_typed_and_never_leak_the_key(
         tts.NullSink() as sink,
     ):
         with pytest.raises(exc_type) as info:
-            await tts.play(request, sink=sink, client=client)
+            await tts.play(request, sink=sink, client=client, config=ONE_ATTEMPT)
     err = info.value
     assert err.status_code == status
     assert hint in str(err)

@@ -323,7 +323,7 @@ def test_render_chunks_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="voice"):
         render_chunks("hi", voice="bob")
     with pytest.raises(ValueError, match="engine"):
-        render_chunks("hi", engine="espeak")
+        render_chunks("hi", engine="nope")
     with pytest.raises(ValueError, match="chunk_ms"):
         render_chunks("hi", chunk_ms=0)
 
@@ -1060,7 +1060,7 @@ async def test_serve_with_nursery_start() -> None:
         {"realtime_factor": 0},
         {"max_body_bytes": 0},
         {"api_key": ""},
-        {"engine": "espeak"},
+        {"engine": "nope"},
     ],
 )
 async def test_invalid_options_raise_config_error(options: dict[str, Any]) -> None:

@@ -53,7 +53,16 @@ class StreamConfig:
             ``max_buffer_s`` holds less; after construction it is always a number.
         queue_blocks: Decoded blocks the download task may run ahead of playback.
         connect_timeout_s: Seconds to wait for the connection to the server.
-        read_timeout_s: Seconds to wait for the next bytes of the response.
+        read_timeout_s: Seconds to wait for the next bytes of the response (httpx's
+            read timeout; see also ``stall_timeout_s``).
+        stall_timeout_s: A response that sends no byte for this long has stalled: the
+            read is cancelled and the stream reconnects (and resumes).
+        max_attempts: Requests per utterance in all, the first included (1 = no retry).
+        retry_deadline_s: No retry starts later than this after the first request.
+        resume_mismatch: When a re-requested stream turns out to differ from the audio
+            already played: ``"error"`` stops with :class:`ResumeMismatchError`,
+            ``"restart"`` plays the utterance again from its start (and says so in the
+            report). Audio is never played twice silently.
     """
 
     streaming: bool = True
@@ -64,6 +73,10 @@ class StreamConfig:
     queue_blocks: int = 16
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
+    stall_timeout_s: float = 2.0
+    max_attempts: int = 5
+    retry_deadline_s: float = 30.0
+    resume_mismatch: str = "error"
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, want: str) -> None:
@@ -113,6 +126,24 @@ class StreamConfig:
             "read_timeout_s",
             finite(self.read_timeout_s) and self.read_timeout_s > 0,
             "a positive number of seconds",
+        )
+        check(
+            "stall_timeout_s",
+            finite(self.stall_timeout_s) and self.stall_timeout_s > 0,
+            "a positive number of seconds",
+        )
+        check(
+            "max_attempts",
+            whole(self.max_attempts) and 1 <= self.max_attempts <= 100,
+            "a whole number from 1 to 100",
+        )
+        check(
+            "retry_deadline_s",
+            finite(self.retry_deadline_s) and self.retry_deadline_s >= 0,
+            "a number of seconds >= 0",
+        )
+        check(
+            "resume_mismatch", self.resume_mismatch in ("error", "restart"), "'error' or 'restart'"
         )
 
     def replace(self, **changes: Any) -> StreamConfig:

@@ -41,13 +41,17 @@ from ._exceptions import (
     NetworkError,
     NotFoundError,
     RateLimitError,
+    ResumeMismatchError,
     ServerError,
+    SourceError,
     StreamTimeout,
     TLSError,
     UnsupportedFormatError,
 )
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder
+from ._resume import OverlapSkipper, PrefixDigest, Verdict
+from ._retry import RetryPolicy, RetryState, give_up_message
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -127,11 +131,29 @@ Source: TypeAlias = "SpeechRequest | str | AsyncIterable[bytes]"
 
 @dataclass
 class ByteStream:
-    """An open source: its announced content type and its body chunks."""
+    """An open source: its announced content type, its body chunks, and what a resume
+    needs (status, ETag, where a ``206`` body starts)."""
 
     content_type: str | None
     chunks: AsyncGenerator[bytes, None]
     url: str | None = None
+    status_code: int = 200
+    etag: str | None = None
+    range_start: int | None = None
+    accepts_ranges: bool = False
+
+
+def _strong_etag(value: str | None) -> str | None:
+    """A strong ETag (``If-Range`` may only use those), else ``None``."""
+    if value is None or value.startswith("W/"):
+        return None
+    return value
+
+
+def _range_start(value: str | None) -> int | None:
+    """First byte of ``Content-Range: bytes N-M/T``, else ``None``."""
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", value or "")
+    return int(match.group(1)) if match else None
 
 
 def _generator(iterator: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
@@ -248,9 +270,18 @@ def map_http_errors(url: str) -> Iterator[None]:
 
 @asynccontextmanager
 async def open_byte_stream(
-    source: Source, *, client: httpx.AsyncClient, config: StreamConfig
+    source: Source,
+    *,
+    client: httpx.AsyncClient,
+    config: StreamConfig,
+    resume_from: int = 0,
+    etag: str | None = None,
 ) -> AsyncIterator[ByteStream]:
-    """Open ``source`` and yield its body as chunks of at most ``config.chunk_size``."""
+    """Open ``source`` and yield its body as chunks of at most ``config.chunk_size``.
+
+    For a GET URL, ``resume_from > 0`` asks for ``Range: bytes=N-`` (with ``If-Range``
+    when an ``etag`` is known); check :attr:`ByteStream.range_start` before trusting it.
+    """
     if isinstance(source, (SpeechRequest, str)):
         if isinstance(source, SpeechRequest):
             url = source.url
@@ -261,8 +292,13 @@ async def open_byte_stream(
             api_key = source.api_key
         else:
             url = source
+            get_headers = {}
+            if resume_from > 0:
+                get_headers["Range"] = f"bytes={resume_from}-"
+                if etag:
+                    get_headers["If-Range"] = etag
             with map_http_errors(url):
-                request = client.build_request("GET", url)
+                request = client.build_request("GET", url, headers=get_headers)
             api_key = None
         safe_url = str(request.url.copy_with(username=None, password=None, query=None))
         with map_http_errors(safe_url):
@@ -290,7 +326,19 @@ async def open_byte_stream(
                                 for i in range(0, len(data), size):
                                     yield data[i : i + size]
 
-                yield ByteStream(response.headers.get("content-type"), chunks(), safe_url)
+                got = response.headers
+                yield ByteStream(
+                    got.get("content-type"),
+                    chunks(),
+                    safe_url,
+                    status_code=response.status_code,
+                    etag=_strong_etag(got.get("etag")),
+                    range_start=_range_start(got.get("content-range"))
+                    if response.status_code == 206
+                    else None,
+                    accepts_ranges=got.get("accept-ranges", "").lower() == "bytes"
+                    and "content-encoding" not in got,
+                )
             finally:
                 with trio.CancelScope(shield=True):
                     await response.aclose()
@@ -322,11 +370,268 @@ class DownloadResult:
         fallback_reason: Why the stream was decoded whole instead of incrementally, or
             ``None`` when it streamed.
         decode_errors: Corrupted frames or packets skipped.
+        retries: Requests repeated before any audio was played (transparent).
+        reconnects: Connections re-established after audio had been played.
+        stalls: Times no byte arrived for ``stall_timeout_s``.
+        resumed_bytes: Bytes not downloaded again thanks to ``Range`` resumes.
+        skipped_overlap_frames: Frames of re-requested streams dropped after verifying
+            they equal what was already played.
+        restarted: A re-requested stream differed from what was played and the
+            utterance was started again from its beginning (``resume_mismatch="restart"``).
     """
 
     format: str | None = None
     fallback_reason: str | None = None
     decode_errors: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    resumed_bytes: int = 0
+    skipped_overlap_frames: int = 0
+    restarted: bool = False
+
+
+class _Restart(Exception):
+    """Internal: start the utterance again from its first sample."""
+
+
+class _Download:
+    """One source, over as many attempts as it takes (see :func:`run_download`)."""
+
+    def __init__(
+        self,
+        source: Source,
+        send_channel: trio.MemorySendChannel[AudioFormat | Block],
+        *,
+        client: httpx.AsyncClient,
+        config: StreamConfig,
+        metrics: MetricsRecorder,
+        result: DownloadResult,
+        response_format: str,
+        sample_rate: int,
+        channels: int,
+    ) -> None:
+        self.source = source
+        self.send = send_channel
+        self.client = client
+        self.config = config
+        self.metrics = metrics
+        self.result = result
+        self.requested = response_format
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.reopenable = isinstance(source, (SpeechRequest, str))
+        # What has been sent on (survives reconnects).
+        self.fmt_sent: AudioFormat | None = None
+        self.digest = PrefixDigest()
+        self.held: list[Block] = []
+        # Per attempt.
+        self.decoder: Decoder | None = None
+        self.skipper: OverlapSkipper | None = None
+        self.head = b""
+        self.body: bytearray | None = None  # the whole body, once falling back
+        self.bytes_fed = 0  # body bytes of the current response given to the decoder
+        self.etag: str | None = None
+        self.accepts_ranges = False
+
+    # -- attempts ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        config = self.config
+        retry = RetryState(
+            RetryPolicy(max_attempts=config.max_attempts, deadline_s=config.retry_deadline_s),
+            started_at=trio.current_time(),
+        )
+        while True:
+            try:
+                await self._attempt()
+                break
+            except _Restart:
+                self.result.restarted = True
+                self._reset(keep_played=False)
+                continue
+            except SourceError as exc:
+                delay = retry.next_delay(exc, trio.current_time()) if self.reopenable else None
+                if delay is None:
+                    exc.args = (give_up_message(exc, retry),)
+                    raise
+                if self.digest.frames and config.streaming:
+                    self.result.reconnects += 1
+                    self.metrics.reconnects += 1
+                else:
+                    self.result.retries += 1
+                    self._reset(keep_played=False)
+                await trio.sleep(delay)
+        await self._finish()
+
+    def _reset(self, *, keep_played: bool) -> None:
+        """Forget the current response; unless ``keep_played``, also what was sent."""
+        self.decoder = None
+        self.skipper = None
+        self.head = b""
+        self.body = None
+        self.bytes_fed = 0
+        if not keep_played:
+            self.held = []
+            self.digest = PrefixDigest()
+
+    async def _attempt(self) -> None:
+        resume_from = self.bytes_fed if (self.decoder is not None and self.accepts_ranges) else 0
+        async with open_byte_stream(
+            self.source,
+            client=self.client,
+            config=self.config,
+            resume_from=resume_from,
+            etag=self.etag,
+        ) as stream:
+            if resume_from and stream.range_start == resume_from:
+                self.result.resumed_bytes += resume_from  # same decoder, next byte
+            elif self.decoder is not None or self.digest.frames:
+                # A new response from its first byte: decode it afresh and skip (after
+                # verifying) what was already sent.
+                self.decoder, self.head, self.body, self.bytes_fed = None, b"", None, 0
+                if self.digest.frames:
+                    self.skipper = OverlapSkipper(self.digest.frames, self.digest.crc)
+            self.etag = stream.etag or self.etag
+            self.accepts_ranges = stream.accepts_ranges and isinstance(self.source, str)
+            await self._read(stream)
+
+    async def _read(self, stream: ByteStream) -> None:
+        stall = self.config.stall_timeout_s
+        async with aclosing(stream.chunks) as chunks:
+            iterator = aiter(chunks)
+            while True:
+                with trio.move_on_after(stall) as scope:
+                    chunk = await anext(iterator, None)
+                if scope.cancelled_caught:
+                    self.result.stalls += 1
+                    raise StreamTimeout(
+                        f"no audio bytes for {stall:g} s from {stream.url or 'the source'}: "
+                        "the stream stalled"
+                    )
+                if chunk is None:
+                    return
+                self.metrics.on_bytes(len(chunk), trio.current_time())
+                await self._take(chunk, stream.content_type)
+
+    async def _take(self, chunk: bytes, content_type: str | None) -> None:
+        self.bytes_fed += len(chunk)
+        if self.body is not None:
+            self.body += chunk
+            return
+        if self.decoder is None:
+            self.head += chunk
+            if len(self.head) < 12:
+                return
+            chunk, self.head = self.head, b""
+            self._start(chunk, content_type)
+            if self.body is not None:
+                self.body += chunk
+                return
+        await self._emit(self._decode(chunk))
+
+    def _start(self, first: bytes, content_type: str | None) -> None:
+        try:
+            self.decoder = _choose_decoder(
+                first, content_type, self.requested, self.sample_rate, self.channels
+            )
+            self.result.format = self.decoder.name
+        except UnsupportedFormatError as exc:
+            if not _can_decode_whole() or "disagree" in str(exc) or self.digest.frames:
+                raise
+            self.result.fallback_reason = str(exc)
+            self.body = bytearray()
+
+    def _decode(self, data: bytes, final: bool = False) -> list[Block]:
+        decoder = self.decoder
+        assert decoder is not None
+        t0 = time.perf_counter()
+        try:
+            blocks = decoder.decode(data) if data else []
+            if final:
+                blocks += decoder.flush()
+        except DecodeError as exc:
+            if self.fmt_sent or self.digest.frames or not _can_decode_whole():
+                raise
+            # Nothing played yet: keep every byte and decode it whole at the end.
+            self.result.fallback_reason = f"{decoder.name} decoder refused the stream: {exc}"
+            self.body = bytearray(data)
+            return []
+        finally:
+            self.metrics.on_decode(time.perf_counter() - t0)
+        _count_errors(decoder, self.result)
+        return blocks
+
+    async def _emit(self, blocks: list[Block], fmt: AudioFormat | None = None) -> None:
+        if not blocks:
+            return
+        fmt = fmt or (self.decoder.audio_format if self.decoder is not None else None)
+        assert fmt is not None
+        if self.skipper is not None:
+            blocks = self._skip_overlap(blocks)
+            if not blocks:
+                return
+        if self.fmt_sent is None:
+            await self.send.send(fmt)
+            self.fmt_sent = fmt
+        elif fmt != self.fmt_sent:
+            raise UnsupportedFormatError(
+                f"the stream changed from {self.fmt_sent} to {fmt} when it was re-requested"
+            )
+        for block in blocks:
+            self.digest.update(block)
+            self.metrics.frames_decoded += len(block)
+            if self.config.streaming:
+                await self.send.send(block)
+            else:
+                self.held.append(block)
+
+    def _skip_overlap(self, blocks: list[Block]) -> list[Block]:
+        skipper = self.skipper
+        assert skipper is not None
+        out = []
+        for block in blocks:
+            before = skipper.seen
+            rest = skipper.feed(block)
+            self.result.skipped_overlap_frames += skipper.seen - before
+            if skipper.verdict is Verdict.MISMATCH:
+                if self.config.resume_mismatch == "restart":
+                    _log.warning(
+                        "the re-requested stream differs from the audio already played; "
+                        "restarting the utterance from its beginning"
+                    )
+                    raise _Restart
+                raise ResumeMismatchError(
+                    f"after a reconnect the server sent different audio than before (the "
+                    f"first {skipper.frames} frames do not match what was played), so the "
+                    "stream cannot be resumed without a glitch; set "
+                    "resume_mismatch='restart' to start the utterance again instead"
+                )
+            if rest is not None:
+                out.append(rest)
+        if skipper.verdict is Verdict.MATCH:
+            self.skipper = None
+        return out
+
+    async def _finish(self) -> None:
+        if self.body is None and self.decoder is None:
+            if not self.head:
+                return
+            self._start(self.head, None)
+            if self.body is not None:
+                self.body += self.head
+        if self.body is None:
+            await self._emit(self._decode(self.head, final=True))
+        else:
+            from ._decoders._pyav import decode_whole
+
+            t0 = time.perf_counter()
+            name, fmt, blocks = decode_whole(bytes(self.body))
+            self.metrics.on_decode(time.perf_counter() - t0)
+            self.result.format = name
+            await self._emit(blocks, fmt)
+        for block in self.held:
+            await self.send.send(block)
 
 
 async def run_download(
@@ -347,118 +652,41 @@ async def run_download(
     the body is complete (``config.streaming=False``). If the incremental decoder refuses
     the stream before producing any audio (an unknown container, a decoder that rejects
     the first bytes), the rest is downloaded and decoded whole with PyAV instead
-    (``result.fallback_reason`` says why). Closes ``send_channel`` at the end; fills in
-    ``result`` as it goes.
+    (``result.fallback_reason`` says why).
+
+    Network trouble is retried (:mod:`._retry`): a drop, a reset, a timeout, a stall (no
+    byte for ``stall_timeout_s``), 408/429/5xx. Before any audio was sent the request is
+    simply made again. After, a GET source resumes with ``Range`` (bit-identical), and a
+    POST is re-requested and resumed past the frames already sent once they are verified
+    to match (:mod:`._resume`). Closes ``send_channel`` at the end; fills in ``result``.
 
     Raises:
-        SourceError: The source failed (after what was received was sent on).
+        SourceError: The source failed for good (after what was received was sent on).
+        ResumeMismatchError: A re-requested stream differed from what was played.
         DecodeError: The bytes could not be decoded, incrementally or whole.
     """
     async with send_channel:
         metrics.on_request(trio.current_time())
-        async with open_byte_stream(source, client=client, config=config) as stream:
-            decoder: Decoder | None = None
-            fmt_sent = False
-            held: list[Block] = []
-            head = b""
-            body: bytearray | None = None  # the whole body, once falling back
-
-            async def emit(fmt: AudioFormat | None, blocks: list[Block]) -> None:
-                nonlocal fmt_sent
-                if not blocks:
-                    return
-                if not fmt_sent:
-                    assert fmt is not None
-                    await send_channel.send(fmt)
-                    fmt_sent = True
-                if config.streaming:
-                    for block in blocks:
-                        await send_channel.send(block)
-                else:
-                    held.extend(blocks)
-
-            def decode(data: bytes, final: bool = False) -> list[Block]:
-                nonlocal decoder, body
-                assert decoder is not None
-                t0 = time.perf_counter()
-                try:
-                    blocks = decoder.decode(data) if data else []
-                    if final:
-                        blocks += decoder.flush()
-                except DecodeError as exc:
-                    if fmt_sent or not _can_decode_whole():
-                        raise
-                    # Nothing played yet: keep every byte and decode it whole at the end.
-                    result.fallback_reason = f"{decoder.name} decoder refused the stream: {exc}"
-                    body = bytearray(data)
-                    return []
-                finally:
-                    metrics.on_decode(time.perf_counter() - t0, 0)
-                _count_errors(decoder, result)
-                metrics.frames_decoded += sum(len(b) for b in blocks)
-                return blocks
-
-            def start(first: bytes) -> None:
-                nonlocal decoder, body
-                try:
-                    decoder = _choose_decoder(
-                        first, stream.content_type, response_format, sample_rate, channels
-                    )
-                    result.format = decoder.name
-                except UnsupportedFormatError as exc:
-                    if not _can_decode_whole() or "disagree" in str(exc):
-                        raise
-                    result.fallback_reason = str(exc)
-                    body = bytearray()
-
-            async with aclosing(stream.chunks) as chunks:
-                async for chunk in chunks:
-                    metrics.on_bytes(len(chunk), trio.current_time())
-                    if body is not None:
-                        body += chunk
-                        continue
-                    if decoder is None:
-                        head += chunk
-                        if len(head) < 12:
-                            continue
-                        chunk, head = head, b""
-                        start(chunk)
-                        if body is not None:
-                            body += chunk
-                            continue
-                    assert decoder is not None
-                    blocks = decode(chunk)
-                    await emit(decoder.audio_format, blocks)
-            if body is None and decoder is None:
-                if not head:
-                    return
-                start(head)
-                if body is not None:
-                    body += head
-            if body is None:
-                assert decoder is not None
-                blocks = decode(head, final=True)
-                await emit(decoder.audio_format, blocks)
-            if body is not None:
-                from ._decoders._pyav import decode_whole
-
-                t0 = time.perf_counter()
-                name, fmt, blocks = decode_whole(bytes(body))
-                metrics.on_decode(time.perf_counter() - t0, 0)
-                metrics.frames_decoded += sum(len(b) for b in blocks)
-                result.format = name
-                await emit(fmt, blocks)
-            for block in held:
-                await send_channel.send(block)
+        await _Download(
+            source,
+            send_channel,
+            client=client,
+            config=config,
+            metrics=metrics,
+            result=result,
+            response_format=response_format,
+            sample_rate=sample_rate,
+            channels=channels,
+        ).run()
 
 
-_warned = logging.getLogger("trio_tts_stream")
+_log = logging.getLogger("trio_tts_stream")
 
 
 def _count_errors(decoder: Decoder, result: DownloadResult) -> None:
     errors = int(getattr(decoder, "errors", 0))
     if errors and not result.decode_errors:
-        _warned.warning(
+        _log.warning(
             "%s stream has corrupted data: skipping undecodable frames (counted in the "
             "report's decode_errors)",
             decoder.name,

@@ -18,7 +18,8 @@ audio devices) with ``raise ... from``.
     │   │   └── ServerError             5xx
     │   ├── NetworkError            connection refused, DNS failure, reset, ...
     │   │   └── TLSError                certificate or handshake failure
-    │   └── StreamTimeout           connect/read timeout or a stalled body
+    │   ├── StreamTimeout           connect/read timeout or a stalled body
+    │   └── ResumeMismatchError     a re-requested stream differs from what was played
     ├── DecodeError                 the bytes are not audio we can decode
     │   └── UnsupportedFormatError      unknown or mismatching format
     └── AudioDeviceError            PortAudio missing, no output device, device failed
@@ -50,6 +51,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "RateLimitError",
+    "ResumeMismatchError",
     "ServerError",
     "SourceError",
     "StateTransitionError",
@@ -140,6 +142,11 @@ class TLSError(NetworkError):
 
 class StreamTimeout(SourceError):
     """Connecting or reading took longer than the configured timeout."""
+
+
+class ResumeMismatchError(SourceError):
+    """After a reconnect the server sent different audio than before, so the stream
+    cannot continue seamlessly (``StreamConfig.resume_mismatch="error"``)."""
 
 
 class DecodeError(TTSStreamError):

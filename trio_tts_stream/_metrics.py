@@ -74,6 +74,14 @@ class PlaybackReport:
         frames_played: Frames of this utterance consumed by the output (at the output rate).
         audio_s: Seconds of audio decoded.
         decode_errors: Corrupted frames or packets skipped by the decoder.
+        retries: Requests repeated before any audio was played.
+        stalls: Times the response sent nothing for ``stall_timeout_s``.
+        resumed_bytes: Bytes not downloaded again thanks to ``Range`` resumes.
+        skipped_overlap_frames: Frames of re-requested streams dropped after checking
+            they equal what was already played.
+        restarted: The utterance was started again after a mismatching re-request.
+        start_threshold_ms: The initial buffer actually used (the adaptive policy may
+            differ from ``buffer_ms``).
         timeline: Every state change.
     """
 
@@ -101,6 +109,12 @@ class PlaybackReport:
     fallback_reason: str | None = None
     decode_errors: int = 0
     output_sample_rate: int | None = None
+    retries: int = 0
+    stalls: int = 0
+    resumed_bytes: int = 0
+    skipped_overlap_frames: int = 0
+    restarted: bool = False
+    start_threshold_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""

@@ -330,6 +330,12 @@ class Playback:
             frames_played=frames_played,
             audio_s=m.frames_decoded / fmt.sample_rate if fmt else 0.0,
             decode_errors=result.decode_errors,
+            retries=result.retries,
+            stalls=result.stalls,
+            resumed_bytes=result.resumed_bytes,
+            skipped_overlap_frames=result.skipped_overlap_frames,
+            restarted=result.restarted,
+            start_threshold_ms=self._ctl.start_ms,
             output_sample_rate=out.sample_rate if out else None,
             timeline=m.timeline(self._ctl.machine.timeline),
         )

@@ -17,7 +17,7 @@ import sys
 import trio
 
 from .._exceptions import ConfigError
-from ._server import _ENGINES, open_test_server
+from ._server import ENGINES, open_test_server
 
 __all__ = ["add_serve_arguments", "run_serve"]
 
@@ -29,7 +29,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=8880, help="TCP port, 0 for any free port (default 8880)"
     )
     parser.add_argument(
-        "--engine", choices=sorted(_ENGINES), default="tone", help="synthesizer (default tone)"
+        "--engine",
+        choices=ENGINES,
+        default="tone",
+        help="synthesizer: tone, a deterministic speech-like tone (default), or espeak, "
+        "speech from espeak-ng (pip install 'trio-tts-stream[espeak]')",
     )
     parser.add_argument(
         "--ttfb-ms",
@@ -69,7 +73,8 @@ async def run_serve(args: argparse.Namespace) -> None:
     """Serve until cancelled, announcing the base URL on stderr.
 
     Raises:
-        ConfigError: If the options are inconsistent or invalid.
+        ConfigError: If the options are inconsistent or invalid, or the engine is not
+            installed (the message, one line, says what to install).
     """
     ssl_context: ssl.SSLContext | None = None
     if args.keyfile and not args.certfile:

@@ -2,11 +2,12 @@
 
 Built on raw trio sockets and h11, with no server framework. It answers
 ``POST /v1/audio/speech`` like OpenAI's API does, but with audio from a local engine
-(the deterministic :func:`~trio_tts_stream.testing.synthesize_tone`), streamed with
-``Transfer-Encoding: chunked`` in pieces of ``chunk_ms`` of audio, after a configurable
-time to first byte and at a configurable multiple of real time. Errors are OpenAI-style
-JSON. :meth:`TestServer.render` returns exactly the body a request would get, so tests
-can compare what a client played with what was sent, bit for bit.
+(:data:`ENGINES`: the deterministic tone of
+:func:`~trio_tts_stream.testing.synthesize_tone`, or real speech from espeak-ng),
+streamed with ``Transfer-Encoding: chunked`` in pieces of ``chunk_ms`` of audio, after
+a configurable time to first byte and at a configurable multiple of real time. Errors
+are OpenAI-style JSON. :meth:`TestServer.render` returns exactly the body a request
+would get, so tests can compare what a client played with what was sent, bit for bit.
 
 Theory of operation
 -------------------
@@ -15,8 +16,8 @@ requests (keep-alive) with an :class:`h11.Connection`. For each request the hand
 the whole body (at most ``max_body_bytes`` of it is kept), validates it, and sends piece
 ``k`` of the response body (see the pure :func:`render_chunks`) at
 ``received + chunk_schedule(...)[k]``, where ``received`` is the moment the request was
-fully received. The audio is synthesized lazily, a second at a time, as the pieces go
-out: a long input neither delays the first byte nor blocks the event loop for long.
+fully received. The audio is synthesized as the pieces go out, so a long input
+neither delays the first byte nor blocks the event loop for long (see *Engines* below).
 Waiting uses :func:`trio.sleep_until`, so the timing is exact under pytest-trio's
 ``autojump_clock``. The response headers go out together with the first piece, so the
 first byte the client sees is sent at ``ttfb_ms``. A client that disconnects ends its
@@ -37,6 +38,27 @@ runs in the connection's task, between sends: an unpaced body is sent at least e
 second of audio, so that a slow codec does not hold the event loop for long, and a
 ``realtime_factor`` above the codec's speed (opus: ~75x on one core) falls behind the
 schedule instead of keeping it.
+
+Engines
+-------
+An engine (:data:`_ENGINES`) makes int16 mono samples at :data:`SAMPLE_RATE` in two ways:
+``stream``, for the server, an async generator of blocks (and the total number of frames
+if it is known up front), and ``render``, for :func:`render_chunks`,
+:meth:`TestServer.render` and :meth:`TestServer.reference_pcm`, in the calling thread.
+Both give the same samples, so :meth:`TestServer.render` is exactly what the server
+sends. The sans-IO :class:`_Pieces` turns blocks of any size into the body's pieces.
+
+* ``tone`` computes its blocks lazily in the connection's task, a second of audio
+  (under a millisecond of work) at a time, and knows its length up front.
+* ``espeak`` synthesizes in a worker thread (:mod:`._espeak`: one synthesis at a time
+  per process, at several hundred times real time) into an unbounded queue: a paced
+  response must not hold up the synthesis of the others, which would wait for it. The
+  memory ceiling is the whole audio of the responses in progress, about 2.9 MB per
+  minute of audio. The length is known only at the end, and only ``wav_exact_sizes``
+  needs it: with that option an ``espeak`` response is synthesized in full before its
+  first byte (a few milliseconds per second of audio); otherwise pieces go out as the
+  synthesis makes them. A response whose client goes away aborts its synthesis (within
+  a block of espeak-ng, about a millisecond), which frees espeak-ng for the next one.
 """
 
 from __future__ import annotations
@@ -47,8 +69,8 @@ import logging
 import math
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -56,9 +78,12 @@ from typing import Any, Protocol
 import h11
 import numpy as np
 import numpy.typing as npt
+import outcome
 import trio
+import trio.testing
 
 from .._exceptions import ConfigError
+from . import _espeak
 from ._tone import VOICES, tone_blocks, tone_frames
 
 try:
@@ -67,6 +92,7 @@ except ImportError:  # PyAV is optional (the "formats" extra): serve pcm and wav
     _PYAV_ENCODERS = {}
 
 __all__ = [
+    "ENGINES",
     "MAX_INPUT_CHARS",
     "OPENAI_RESPONSE_FORMATS",
     "RESPONSE_FORMATS",
@@ -113,27 +139,138 @@ _CLOSE_TIMEOUT = 1.0
 _Samples = npt.NDArray[np.int16]
 
 
-@dataclass(frozen=True)
-class _Engine:
-    name: str
-    voices: tuple[str, ...]
-    # (text, voice, speed, sample_rate) -> (total frames, the int16 samples in lazy blocks).
-    # Lazy, so that a long input neither delays the first byte nor blocks the event loop.
-    synthesize: Callable[[str, str, float, int], tuple[int, Iterator[_Samples]]]
+class _Engine(Protocol):
+    """A synthesizer: int16 mono samples for ``(text, voice, speed, sample_rate)``.
+
+    The methods check their arguments when called (``ValueError``), before synthesizing.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def voices(self) -> tuple[str, ...]: ...
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` (saying what to install) if the engine cannot run."""
+
+    def render(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int, Iterator[_Samples]]:
+        """``(total frames, the samples in blocks)``, made in the calling thread."""
+
+    def stream(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int | None, AsyncGenerator[_Samples, None]]:
+        """``(total frames if known up front, the same samples in blocks as they are made)``.
+
+        Close the generator when done with it (``aclosing``): that ends the synthesis.
+        """
 
 
-def _tone(text: str, voice: str, speed: float, sample_rate: int) -> tuple[int, Iterator[_Samples]]:
-    frames = tone_frames(text, speed=speed, sample_rate=sample_rate)
-    return frames, tone_blocks(text, voice=voice, speed=speed, sample_rate=sample_rate)
+class _ToneEngine:
+    """:func:`~trio_tts_stream.testing.synthesize_tone`, computed a second at a time."""
+
+    name = "tone"
+    voices: tuple[str, ...] = VOICES
+
+    def check(self) -> None:
+        pass
+
+    def render(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int, Iterator[_Samples]]:
+        frames = tone_frames(text, speed=speed, sample_rate=sample_rate)
+        return frames, tone_blocks(text, voice=voice, speed=speed, sample_rate=sample_rate)
+
+    def stream(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int | None, AsyncGenerator[_Samples, None]]:
+        frames, blocks = self.render(text, voice, speed, sample_rate)
+        return frames, _async_blocks(blocks)
 
 
-_ENGINES: dict[str, _Engine] = {"tone": _Engine("tone", VOICES, _tone)}
+class _EspeakEngine:
+    """espeak-ng (:mod:`._espeak`, the ``espeak`` extra)."""
+
+    name = "espeak"
+    voices: tuple[str, ...] = _espeak.VOICES
+
+    def check(self) -> None:
+        _espeak.EspeakEngine()
+
+    def render(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int, Iterator[_Samples]]:
+        samples = _espeak.EspeakEngine().synthesize_all(
+            text, voice=voice, speed=speed, sample_rate=sample_rate
+        )
+        return len(samples), iter((samples,))
+
+    def stream(
+        self, text: str, voice: str, speed: float, sample_rate: int
+    ) -> tuple[int | None, AsyncGenerator[_Samples, None]]:
+        # Unbounded: a synthesis waiting for a slow (or paced) reader would hold
+        # espeak-ng's process-wide lock, and every other request would wait for it.
+        blocks = _espeak.EspeakEngine().synthesize_async(
+            text, voice=voice, speed=speed, sample_rate=sample_rate, max_buffered_blocks=None
+        )
+        return None, _busy_waiting(blocks) if _autojump_clock() else blocks
+
+
+async def _async_blocks(blocks: Iterable[_Samples]) -> AsyncGenerator[_Samples, None]:
+    for block in blocks:
+        yield block
+
+
+def _autojump_clock() -> bool:
+    """Whether this trio run's clock jumps ahead when every task is waiting.
+
+    As pytest-trio's ``autojump_clock`` does. It cannot see a worker thread working.
+    """
+    clock = trio.lowlevel.current_clock()
+    return isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold < math.inf
+
+
+async def _busy_waiting(blocks: AsyncGenerator[_Samples, None]) -> AsyncGenerator[_Samples, None]:
+    """``blocks``, waited for without letting an autojump clock jump.
+
+    While the synthesis thread works, every task may be waiting, and an autojump clock
+    would jump to the next deadline (a client's timeout, say): synthesis would take
+    virtual time, at random. Instead this keeps the run busy (zero-length sleeps) while
+    it waits for a block, so that synthesis takes no virtual time, as with ``tone``, and
+    the server's timing is exact in virtual time. Costs CPU while waiting: for tests only.
+    """
+    async with aclosing(blocks):
+        while (block := await _next_busy_waiting(blocks)) is not None:
+            yield block
+
+
+async def _next_busy_waiting(blocks: AsyncGenerator[_Samples, None]) -> _Samples | None:
+    """The next block (``None`` at the end), checkpointing until it is there."""
+    result: list[outcome.Outcome[_Samples | None]] = []
+
+    async def receive() -> None:
+        result.append(await outcome.acapture(anext, blocks, None))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        while not result:  # busy on purpose: waiting on an Event would let time jump
+            await trio.lowlevel.checkpoint()
+    return result[0].unwrap()
+
+
+_ENGINES: dict[str, _Engine] = {"tone": _ToneEngine(), "espeak": _EspeakEngine()}
+
+ENGINES: tuple[str, ...] = tuple(_ENGINES)
+"""The synthesizers: ``"tone"`` (always there) and ``"espeak"`` (needs the ``espeak``
+extra; see :func:`~trio_tts_stream.testing.espeak_available`)."""
 
 
 @dataclass(frozen=True)
 class _EncoderOptions:
     sample_rate: int
-    total_frames: int
+    total_frames: int  # 0 if not known up front (only read with wav_exact_sizes)
     wav_exact_sizes: bool  # exact lengths in headers, for every format that has them
 
 
@@ -282,7 +419,8 @@ def render_chunks(
         speed: The ``speed``.
         response_format: Any of :data:`RESPONSE_FORMATS`.
         chunk_ms: Audio per piece.
-        engine: The synthesizer (only ``"tone"``).
+        engine: The synthesizer, one of :data:`ENGINES`. ``"espeak"`` synthesizes in
+            the calling thread (a few milliseconds per second of audio).
         wav_exact_sizes: Exact lengths in the headers that have them: the RIFF and data
             sizes of ``wav``, an Info (gapless) frame before the ``mp3`` audio, the
             total samples in ``flac``'s STREAMINFO. ``aac`` (ADTS) and ``opus`` (Ogg)
@@ -291,8 +429,9 @@ def render_chunks(
     Raises:
         ValueError: If the engine, voice, format, speed or chunk_ms is invalid, or the
             format needs PyAV and it is not installed.
+        ConfigError: If the engine is not installed (a ``ValueError`` too).
     """
-    _, pieces = _open_body(
+    pieces = _open_body(
         text,
         voice=voice,
         speed=speed,
@@ -313,8 +452,8 @@ def _open_body(
     chunk_ms: float,
     engine: str,
     wav_exact_sizes: bool,
-) -> tuple[int, Generator[bytes, None, None]]:
-    """:func:`render_chunks`, lazily: ``(number of pieces, generator of the pieces)``.
+) -> Generator[bytes, None, None]:
+    """:func:`render_chunks`, lazily: a generator of the pieces.
 
     Arguments are checked at once; the audio is synthesized and encoded as the pieces
     are taken. Close the generator if it is not run to the end (it owns the encoder).
@@ -325,48 +464,64 @@ def _open_body(
     try:
         eng = _ENGINES[engine]
     except KeyError:
-        raise ValueError(f"unknown engine {engine!r}") from None
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}") from None
+    eng.check()
     if voice not in eng.voices:
         raise ValueError(f"unknown voice {voice!r}")
     if not (math.isfinite(chunk_ms) and chunk_ms > 0):
         raise ValueError(f"chunk_ms must be > 0, got {chunk_ms!r}")
-    total, blocks = eng.synthesize(text, voice, speed, SAMPLE_RATE)
-    step = _chunk_frames(chunk_ms)
-    options = _EncoderOptions(SAMPLE_RATE, total, wav_exact_sizes)
-    return max(1, -(-total // step)), _encode_pieces(
-        _reframe(blocks, step), partial(fmt.encoder, options)
-    )
+    total, blocks = eng.render(text, voice, speed, SAMPLE_RATE)
+    encoder = fmt.encoder(_EncoderOptions(SAMPLE_RATE, total, wav_exact_sizes))
+    return _render_pieces(blocks, _Pieces(encoder, _chunk_frames(chunk_ms)))
 
 
-def _reframe(blocks: Iterator[_Samples], step: int) -> Iterator[_Samples]:
-    """Re-cut blocks of any size into pieces of ``step`` frames (the last may be shorter)."""
-    rest: _Samples = np.empty(0, dtype=np.int16)
-    for block in blocks:
-        if rest.size:
-            block = np.concatenate([rest, block])
-        full = len(block) - len(block) % step
-        for i in range(0, full, step):
-            yield block[i : i + step]
-        rest = block[full:]
-    if rest.size:
-        yield rest
-
-
-def _encode_pieces(
-    frames: Iterator[_Samples], new_encoder: Callable[[], _Encoder]
-) -> Generator[bytes, None, None]:
-    """Encode each piece; what the encoder flushes at the end joins the last piece."""
-    encoder = new_encoder()
+def _render_pieces(blocks: Iterator[_Samples], pieces: _Pieces) -> Generator[bytes, None, None]:
     try:
-        previous: bytes | None = None
-        for piece in frames:
-            encoded = encoder.encode(piece)
-            if previous is not None:
-                yield previous
-            previous = encoded
-        yield (previous or b"") + encoder.flush()
+        for block in blocks:
+            yield from pieces.feed(block)
+        yield from pieces.finish()
     finally:
-        encoder.close()
+        pieces.close()
+
+
+class _Pieces:
+    """Sans-IO: samples in, the pieces of a response body out (see :func:`render_chunks`).
+
+    Re-cuts the samples into pieces of ``step`` frames and encodes each one. A piece is
+    handed out once the next one has been encoded, or by :meth:`finish`: what the
+    encoder flushes at the end belongs to the last piece. Owns the encoder: call
+    :meth:`close` when done, also when abandoning the body.
+    """
+
+    def __init__(self, encoder: _Encoder, step: int) -> None:
+        self._encoder = encoder
+        self._step = step
+        self._rest: _Samples = np.empty(0, dtype=np.int16)
+        self._held: bytes | None = None
+
+    def feed(self, samples: _Samples) -> list[bytes]:
+        """Take more samples; return the pieces now complete (none, one or several)."""
+        block = np.concatenate([self._rest, samples]) if self._rest.size else samples
+        full = len(block) - len(block) % self._step
+        out: list[bytes] = []
+        for i in range(0, full, self._step):
+            out += self._hold(self._encoder.encode(block[i : i + self._step]))
+        self._rest = block[full:]
+        return out
+
+    def finish(self) -> list[bytes]:
+        """End of the samples: return the last pieces (at least one: the last piece)."""
+        out = self._hold(self._encoder.encode(self._rest)) if self._rest.size else []
+        self._rest = self._rest[:0]
+        last, self._held = self._held, None
+        return [*out, (last or b"") + self._encoder.flush()]
+
+    def close(self) -> None:
+        self._encoder.close()
+
+    def _hold(self, encoded: bytes) -> list[bytes]:
+        previous, self._held = self._held, encoded
+        return [] if previous is None else [previous]
 
 
 def chunk_schedule(
@@ -379,11 +534,18 @@ def chunk_schedule(
     real time); without one, every piece is due at ``ttfb_ms`` (as fast as the socket
     takes them).
     """
+    return [
+        _piece_due(k, ttfb_ms=ttfb_ms, chunk_ms=chunk_ms, realtime_factor=realtime_factor)
+        for k in range(n_chunks)
+    ]
+
+
+def _piece_due(k: int, *, ttfb_ms: float, chunk_ms: float, realtime_factor: float | None) -> float:
+    """``chunk_schedule(n, ...)[k]`` for any ``n > k``: the number of pieces is not needed."""
     start = ttfb_ms / 1000.0
     if realtime_factor is None:
-        return [start] * n_chunks
-    interval = chunk_ms / 1000.0 / realtime_factor
-    return [start + k * interval for k in range(n_chunks)]
+        return start
+    return start + k * (chunk_ms / 1000.0 / realtime_factor)
 
 
 def _chunk_frames(chunk_ms: float) -> int:
@@ -584,7 +746,8 @@ class _Config:
         if api_key == "":
             raise ConfigError("api_key must not be empty (use None for no authentication)")
         if engine not in _ENGINES:
-            raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(_ENGINES)}")
+            raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+        _ENGINES[engine].check()  # ConfigError naming the extra to install
         return cls(
             ttfb_ms=ttfb_ms,
             realtime_factor=realtime_factor,
@@ -630,7 +793,10 @@ class TestServer:
         """Exactly the response body this server sends for these request parameters.
 
         The same for every call, in every process (with the same PyAV build, for the
-        compressed formats). Decoded, it is :meth:`reference_pcm`: exactly for ``pcm``,
+        compressed formats; with the same espeak-ng build, for ``espeak``). With the
+        ``espeak`` engine it synthesizes in the calling thread (a few milliseconds per
+        second of audio, waiting for any synthesis in progress). Decoded, it is
+        :meth:`reference_pcm`: exactly for ``pcm``,
         ``wav`` and ``flac``; for the lossy formats up to coding loss and delay (an
         ``mp3`` decoder outputs 1105 samples of encoder and decoder delay first unless
         ``wav_exact_sizes`` put an Info frame in the body, an ``aac`` (ADTS) decoder 1024;
@@ -640,7 +806,7 @@ class TestServer:
         Raises:
             ValueError: If the voice or format is not supported.
         """
-        return b"".join(self._open_body(text, voice, speed, response_format)[1])
+        return b"".join(self._open_body(text, voice, speed, response_format))
 
     def reference_pcm(
         self, text: str, voice: str = "alloy", speed: float = 1.0
@@ -648,7 +814,8 @@ class TestServer:
         """The samples every response format encodes: int16 mono at :data:`SAMPLE_RATE`.
 
         The ``pcm`` body is exactly these samples (little-endian); for the ``tone``
-        engine they are :func:`~trio_tts_stream.testing.synthesize_tone`'s.
+        engine they are :func:`~trio_tts_stream.testing.synthesize_tone`'s. The
+        ``espeak`` engine synthesizes them in the calling thread, as :meth:`render`.
 
         Raises:
             ValueError: If the voice or speed is not supported.
@@ -656,12 +823,12 @@ class TestServer:
         engine = self._config.engine
         if voice not in engine.voices:
             raise ValueError(f"unknown voice {voice!r}")
-        _, blocks = engine.synthesize(text, voice, speed, SAMPLE_RATE)
+        _, blocks = engine.render(text, voice, speed, SAMPLE_RATE)
         return np.concatenate([np.empty(0, dtype=np.int16), *blocks])
 
     def _open_body(
         self, text: str, voice: str, speed: float, response_format: str
-    ) -> tuple[int, Generator[bytes, None, None]]:
+    ) -> Generator[bytes, None, None]:
         return _open_body(
             text,
             voice=voice,
@@ -815,46 +982,103 @@ class _Connection:
 
     async def _send_speech(self, request: _SpeechRequest, received_at: float, close: bool) -> None:
         config = self._config
-        n_pieces, pieces = self._server._open_body(
-            request.text, request.voice, request.speed, request.response_format
+        total, blocks = config.engine.stream(
+            request.text, request.voice, request.speed, SAMPLE_RATE
         )
-        due = chunk_schedule(
-            n_pieces,
-            ttfb_ms=config.ttfb_ms,
-            chunk_ms=config.chunk_ms,
-            realtime_factor=config.realtime_factor,
-        )
+        async with aclosing(blocks):  # ends the synthesis, also if the client went away
+            if total is None and config.wav_exact_sizes:
+                # The length goes into the header: synthesize everything first.
+                whole = [block async for block in blocks]
+                total = sum(len(block) for block in whole)
+                await self._send_body(request, received_at, close, total, _async_blocks(whole))
+            else:
+                await self._send_body(request, received_at, close, total or 0, blocks)
+
+    async def _send_body(
+        self,
+        request: _SpeechRequest,
+        received_at: float,
+        close: bool,
+        total: int,
+        blocks: AsyncIterator[_Samples],
+    ) -> None:
+        config = self._config
+        fmt = _FORMATS[request.response_format]
         headers = [
-            ("content-type", _FORMATS[request.response_format].content_type),
+            ("content-type", fmt.content_type),
             ("transfer-encoding", "chunked"),
         ]
         if close:
             headers.append(("connection", "close"))
         # The headers go out together with the first piece: the first byte is sent at
         # ttfb_ms, not before.
-        pending = bytearray(self._conn.send(h11.Response(status_code=200, headers=headers)) or b"")
-        paced = config.realtime_factor is not None
-        # Unpaced, send (a checkpoint) at least every _SEND_AUDIO_MS of audio: encoding
-        # runs in this task, and a slow codec (opus: ~75x real time) must not hold the
-        # event loop for long.
-        batch = max(1, round(_SEND_AUDIO_MS / config.chunk_ms))
+        response = self._conn.send(h11.Response(status_code=200, headers=headers)) or b""
+        sender = _PiecesSender(self, received_at, response)
+        pieces = _Pieces(
+            fmt.encoder(_EncoderOptions(SAMPLE_RATE, total, config.wav_exact_sizes)),
+            _chunk_frames(config.chunk_ms),
+        )
         try:
-            for k, (chunk, offset) in enumerate(zip(pieces, due, strict=True)):
-                deadline = received_at + offset
-                if trio.current_time() < deadline:
-                    if k > 0:
-                        await self._send(bytes(pending))
-                        pending.clear()
-                    await trio.sleep_until(deadline)
-                if chunk:
-                    pending += self._conn.send(h11.Data(data=chunk)) or b""
-                if k == 0 or paced or len(pending) >= _SEND_SIZE or (k + 1) % batch == 0:
-                    await self._send(bytes(pending))
-                    pending.clear()
+            async for block in blocks:
+                for piece in pieces.feed(block):
+                    await sender.send(piece)
+            for piece in pieces.finish():
+                await sender.send(piece)
         finally:
             pieces.close()  # the client may have gone: release the encoder now
-        pending += self._conn.send(h11.EndOfMessage()) or b""
-        await self._send(bytes(pending))
+        await sender.end()
+
+
+class _PiecesSender:
+    """Sends the pieces of one response body, each when it is due.
+
+    Piece ``k`` is due at ``received_at + chunk_schedule(...)[k]``. Unpaced, the pieces are
+    sent in batches (a checkpoint at least every ``_SEND_AUDIO_MS`` of audio: encoding runs
+    in the connection's task, and a slow codec, such as opus at ~75x real time, must not
+    hold the event loop for long).
+    """
+
+    def __init__(self, connection: _Connection, received_at: float, head: bytes) -> None:
+        self._connection = connection
+        config = connection._config
+        self._due = partial(
+            _piece_due,
+            ttfb_ms=config.ttfb_ms,
+            chunk_ms=config.chunk_ms,
+            realtime_factor=config.realtime_factor,
+        )
+        self._received_at = received_at
+        self._paced = config.realtime_factor is not None
+        self._batch = max(1, round(_SEND_AUDIO_MS / config.chunk_ms))
+        self._pending = bytearray(head)
+        self._sent = 0  # pieces handed to send()
+
+    async def send(self, piece: bytes) -> None:
+        k = self._sent
+        self._sent += 1
+        deadline = self._received_at + self._due(k)
+        if trio.current_time() < deadline:
+            if k > 0:
+                await self._flush()
+            await trio.sleep_until(deadline)
+        if piece:
+            self._pending += self._connection._conn.send(h11.Data(data=piece)) or b""
+        if (
+            k == 0
+            or self._paced
+            or len(self._pending) >= _SEND_SIZE
+            or self._sent % self._batch == 0
+        ):
+            await self._flush()
+
+    async def end(self) -> None:
+        self._pending += self._connection._conn.send(h11.EndOfMessage()) or b""
+        await self._flush()
+
+    async def _flush(self) -> None:
+        data = bytes(self._pending)
+        self._pending.clear()
+        await self._connection._send(data)
 
 
 # Exceptions that mean "the client went away or spoke nonsense": end the task quietly.
@@ -976,18 +1200,25 @@ async def open_test_server(
         ssl_context: Serve HTTPS with this server-side context.
         api_key: Require ``Authorization: Bearer <api_key>`` (else 401).
         max_body_bytes: Largest request body accepted (else 413).
-        engine: The synthesizer; only ``"tone"`` exists.
+        engine: The synthesizer, one of :data:`ENGINES`: ``"tone"``, the deterministic
+            speech-like tone of :func:`~trio_tts_stream.testing.synthesize_tone`, or
+            ``"espeak"``, speech from espeak-ng (the ``espeak`` extra; see
+            :func:`~trio_tts_stream.testing.espeak_available`), synthesized in a worker
+            thread as the response streams.
         wav_exact_sizes: Put exact lengths in the headers that have them, as an encoder
             that knows the length up front would: RIFF/data sizes in ``wav`` instead of
             the streaming ``0xFFFFFFFF``, an Info (gapless) frame before the ``mp3``
             audio, the total samples in ``flac``'s STREAMINFO (instead of 0, unknown).
-            ``aac`` (ADTS) and ``opus`` (Ogg) have no length in their headers.
+            ``aac`` (ADTS) and ``opus`` (Ogg) have no length in their headers. The
+            ``espeak`` engine then synthesizes the whole text before the first byte of a
+            response (it knows the length only at the end); ``tone`` knows it up front.
 
     Yields:
         The running :class:`TestServer`.
 
     Raises:
-        ConfigError: If an option is invalid.
+        ConfigError: If an option is invalid, or the engine is not installed (the
+            message says what to install).
     """
     # Errors (of starting, or of the caller's block) are re-raised outside the nursery, so
     # that they reach the caller as themselves rather than wrapped in an ExceptionGroup.
