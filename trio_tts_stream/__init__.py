@@ -39,7 +39,15 @@ from ._exceptions import (
 )
 from ._format import AudioFormat, Block
 from ._metrics import PlaybackReport, TimelineEntry
-from ._player import Playback, PlaybackStatistics, open_playback, play, speak
+from ._player import (
+    Playback,
+    PlaybackStatistics,
+    Player,
+    open_playback,
+    open_player,
+    play,
+    speak,
+)
 from ._ringbuffer import Gate, PlayoutStatistics
 from ._sinks import AudioSink, NullSink, SoundDeviceSink, WavFileSink
 from ._state import (
@@ -80,6 +88,7 @@ __all__ = [
     "PlaybackState",
     "PlaybackStateMachine",
     "PlaybackStatistics",
+    "Player",
     "PlayoutStatistics",
     "RateLimitError",
     "ResumeMismatchError",
@@ -101,6 +110,7 @@ __all__ = [
     "available_formats",
     "create_decoder",
     "open_playback",
+    "open_player",
     "play",
     "sniff_format",
     "speak",

@@ -63,6 +63,8 @@ class StreamConfig:
             already played: ``"error"`` stops with :class:`ResumeMismatchError`,
             ``"restart"`` plays the utterance again from its start (and says so in the
             report). Audio is never played twice silently.
+        underrun_growth: Each underrun multiplies the rebuffer threshold by this, up to
+            the whole buffer (1.0 keeps it fixed).
     """
 
     streaming: bool = True
@@ -77,6 +79,7 @@ class StreamConfig:
     max_attempts: int = 5
     retry_deadline_s: float = 30.0
     resume_mismatch: str = "error"
+    underrun_growth: float = 1.5
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, want: str) -> None:
@@ -141,6 +144,11 @@ class StreamConfig:
             "retry_deadline_s",
             finite(self.retry_deadline_s) and self.retry_deadline_s >= 0,
             "a number of seconds >= 0",
+        )
+        check(
+            "underrun_growth",
+            finite(self.underrun_growth) and 1.0 <= self.underrun_growth <= 10.0,
+            "a number from 1.0 (fixed) to 10.0",
         )
         check(
             "resume_mismatch", self.resume_mismatch in ("error", "restart"), "'error' or 'restart'"

@@ -80,6 +80,8 @@ class PlaybackReport:
         skipped_overlap_frames: Frames of re-requested streams dropped after checking
             they equal what was already played.
         restarted: The utterance was started again after a mismatching re-request.
+        delivery_ratio: Seconds of audio received per second of download (first to last
+            byte): above 1 the link is faster than real time.
         start_threshold_ms: The initial buffer actually used (the adaptive policy may
             differ from ``buffer_ms``).
         timeline: Every state change.
@@ -115,6 +117,7 @@ class PlaybackReport:
     skipped_overlap_frames: int = 0
     restarted: bool = False
     start_threshold_ms: float | None = None
+    delivery_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
@@ -189,6 +192,13 @@ class MetricsRecorder:
         if span <= 0:
             return None
         return self.bytes_received * 8 / 1000 / span
+
+    def delivery_ratio(self, audio_s: float) -> float | None:
+        """Audio seconds received per second of download, first to last byte."""
+        if self.first_byte_time is None or self.last_byte_time is None or audio_s <= 0:
+            return None
+        span = self.last_byte_time - self.first_byte_time
+        return audio_s / span if span > 0 else None
 
     def decode_ms(self) -> tuple[float | None, float | None]:
         """(mean, p95) of decoder call times in ms (the p95 from the reservoir sample: exact

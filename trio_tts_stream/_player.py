@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from ._adaptive import AdaptiveBuffering
 from ._config import StreamConfig
 from ._download import DEFAULT_BASE_URL, DownloadResult, Source, SpeechRequest, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
@@ -40,7 +41,15 @@ from ._resample import Resampler
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import Cause, Outcome, PlaybackController, PlaybackState
 
-__all__ = ["Playback", "PlaybackStatistics", "open_playback", "play", "speak"]
+__all__ = [
+    "Playback",
+    "PlaybackStatistics",
+    "Player",
+    "open_playback",
+    "open_player",
+    "play",
+    "speak",
+]
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,11 @@ class Playback:
         self._channels = channels
         self._metrics = MetricsRecorder()
         self._ctl = PlaybackController(
-            trio.current_time(), start_ms=config.buffer_ms, rebuffer_ms=config.rebuffer_ms
+            trio.current_time(),
+            start_ms=config.buffer_ms,
+            rebuffer_ms=config.rebuffer_ms,
+            growth=config.underrun_growth,
+            max_ms=config.max_buffer_s * 1000,
         )
         self._scope = trio.CancelScope()
         self._done = trio.Event()
@@ -336,6 +349,7 @@ class Playback:
             skipped_overlap_frames=result.skipped_overlap_frames,
             restarted=result.restarted,
             start_threshold_ms=self._ctl.start_ms,
+            delivery_ratio=m.delivery_ratio(m.frames_decoded / fmt.sample_rate if fmt else 0.0),
             output_sample_rate=out.sample_rate if out else None,
             timeline=m.timeline(self._ctl.machine.timeline),
         )
@@ -482,3 +496,134 @@ async def speak(
     ) as playback:
         pass
     return playback.report
+
+
+class Player:
+    """Plays utterance after utterance on one sink, adapting its buffering to the link.
+
+    Made by :func:`open_player`, which owns the sink and the HTTP client. Each
+    :meth:`play` / :meth:`speak` uses the start threshold that
+    :class:`~trio_tts_stream._adaptive.AdaptiveBuffering` derived from the utterances
+    before it (see that module for the policy and its numbers), and keeps the output
+    stream open between utterances.
+    """
+
+    def __init__(
+        self,
+        sink: AudioSink,
+        *,
+        config: StreamConfig,
+        client: httpx.AsyncClient,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        adaptive: bool = True,
+    ) -> None:
+        self.sink = sink
+        self.config = config
+        self._client = client
+        self._base_url = base_url
+        self._api_key = api_key
+        self._adaptive = (
+            AdaptiveBuffering(config.buffer_ms, config.max_buffer_s * 1000) if adaptive else None
+        )
+        self.reports: list[PlaybackReport] = []
+
+    def __repr__(self) -> str:  # no key, ever
+        return f"<Player start_ms={self.start_ms:.0f} utterances={len(self.reports)}>"
+
+    @property
+    def start_ms(self) -> float:
+        """The start threshold the next utterance will use."""
+        return self._adaptive.start_ms if self._adaptive else self.config.buffer_ms
+
+    async def play(
+        self,
+        source: Source,
+        *,
+        response_format: str | None = None,
+        sample_rate: int = 24000,
+        channels: int = 1,
+    ) -> PlaybackReport:
+        """Play one source to the end (see :func:`play`); adapt to how it went.
+
+        Raises:
+            TTSStreamError: As :func:`open_playback`; the policy still learns from it.
+        """
+        config = self.config.replace(buffer_ms=self.start_ms)
+        try:
+            report = await play(
+                source,
+                sink=self.sink,
+                config=config,
+                client=self._client,
+                response_format=response_format,
+                sample_rate=sample_rate,
+                channels=channels,
+            )
+        except TTSStreamError as exc:
+            if exc.report is not None:
+                self._learn(exc.report)
+            raise
+        self._learn(report)
+        return report
+
+    async def speak(self, text: str, **request: object) -> PlaybackReport:
+        """Speak ``text`` (keyword arguments as :class:`SpeechRequest`; the player's
+        ``base_url`` and ``api_key`` are the defaults)."""
+        fields: dict[str, object] = {
+            "base_url": self._base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+            "api_key": self._api_key
+            if self._api_key is not None
+            else os.environ.get("OPENAI_API_KEY"),
+        }
+        fields.update(request)
+        return await self.play(SpeechRequest(text, **fields))  # type: ignore[arg-type]
+
+    def _learn(self, report: PlaybackReport) -> None:
+        self.reports.append(report)
+        if self._adaptive is not None and report.outcome is not Outcome.CANCELLED:
+            self._adaptive.update(
+                underruns=report.underruns,
+                delivery_ratio=report.delivery_ratio,
+                audio_s=report.audio_s,
+            )
+
+
+@asynccontextmanager
+async def open_player(
+    *,
+    sink: AudioSink | None = None,
+    config: StreamConfig | None = None,
+    client: httpx.AsyncClient | None = None,
+    verify: ssl.SSLContext | bool = True,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    adaptive: bool = True,
+) -> AsyncIterator[Player]:
+    """A :class:`Player` with its own output (default: the default sound device) and
+    HTTP client, kept open for all its utterances.
+
+    Args:
+        sink: Output to use (left open); default a new :class:`SoundDeviceSink`.
+        config: Settings; default :meth:`StreamConfig.from_env`.
+        client: HTTP client to use (left open); default a new one.
+        verify: TLS verification for the default client.
+        base_url: Default API base for :meth:`Player.speak`.
+        api_key: Default API key for :meth:`Player.speak` (never shown).
+        adaptive: Adapt the start threshold between utterances.
+    """
+    config = config if config is not None else StreamConfig.from_env()
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(make_client(config, verify))
+        if sink is None:
+            sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
+        assert sink is not None
+        yield Player(
+            sink,
+            config=config,
+            client=client,
+            base_url=base_url,
+            api_key=api_key,
+            adaptive=adaptive,
+        )

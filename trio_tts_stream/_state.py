@@ -172,12 +172,25 @@ class PlaybackController:
         now: The start time.
         start_ms: Buffered audio needed to start playing.
         rebuffer_ms: Buffered audio needed to resume after an underrun.
+        growth: Each underrun multiplies ``rebuffer_ms`` by this (1.0: fixed), so a link
+            that keeps running dry gets longer, rarer gaps instead of many short ones.
+        max_ms: Cap for the grown threshold (the buffer's capacity).
     """
 
-    def __init__(self, now: float, *, start_ms: float, rebuffer_ms: float) -> None:
+    def __init__(
+        self,
+        now: float,
+        *,
+        start_ms: float,
+        rebuffer_ms: float,
+        growth: float = 1.0,
+        max_ms: float = float("inf"),
+    ) -> None:
         self.machine = PlaybackStateMachine(now)
         self.start_ms = start_ms
         self.rebuffer_ms = rebuffer_ms
+        self.growth = growth
+        self.max_ms = max_ms
 
     @property
     def state(self) -> PlaybackState:
@@ -201,9 +214,11 @@ class PlaybackController:
         return None
 
     def underrun(self, now: float) -> Cause | None:
-        """The output ran dry while playing. Ignored outside ``PLAYING``."""
+        """The output ran dry while playing (ignored outside ``PLAYING``); the rebuffer
+        threshold grows by ``growth`` up to ``max_ms``."""
         if self.machine.state is PlaybackState.PLAYING:
             self.machine.fire(Cause.UNDERRUN, now)
+            self.rebuffer_ms = min(self.max_ms, max(self.rebuffer_ms * self.growth, 0.0))
             return Cause.UNDERRUN
         return None
 

@@ -36,8 +36,9 @@ uses up its body request number all the same.
   client sees a well-framed body that ends early. With both, the earlier cut wins.
 * ``stall_after_bytes`` and ``stall_ms`` (body request 0, or every body request with
   ``stall_every_request``): every byte from offset ``stall_after_bytes`` on goes out
-  ``stall_ms`` later than it would have: the sender pauses, then carries on where it
-  was (the rest of the schedule moves by ``stall_ms``).
+  exactly ``stall_ms`` later than it would have: the sender (and the link below)
+  pauses, then carries on where it was. The arrival gap before that byte is
+  ``stall_ms`` plus whatever gap the schedule had there.
 * ``jitter_ms`` (every body request): each piece of the body is held back by a
   uniform random ``[0, jitter_ms)`` ms from its due time (a latency, not a gap: delays
   do not add up, and a piece never overtakes the one before it, as on TCP). The
@@ -47,12 +48,13 @@ uses up its body request number all the same.
   kilobits (1000 bits) per second, in segments of at most 10 ms of the link's time;
   each segment is sent when its last byte would have left the link.
 
-These are applied in that order to each piece of the body, whose due time comes from
-the server's pacing (``ttfb_ms``, ``realtime_factor``): due time, then jitter, then the
-stall, then the link; then the cut. The headers go out at the first piece's due time
-plus its jitter (with the first body bytes if they go out then), so the stall and the
-link delay only body bytes: ``stall_after_bytes=0`` is a pause between the headers and
-the body.
+The times are worked out piece by piece from each piece's due time, which comes from the
+server's pacing (``ttfb_ms``, ``realtime_factor``): the due time plus the jitter (never
+before the previous piece), then the link; the stall then moves everything from its
+offset on, and the cut ends the body. The headers go out at the first piece's due
+time plus its jitter (with the first body bytes if they go out then), so the stall and
+the link delay only body bytes: ``stall_after_bytes=0`` is a pause between the headers
+and the body.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ __all__ = [
     "Send",
     "Shaper",
     "parse_byte_counts",
+    "retry_after_value",
 ]
 
 FAIL_STATUSES = (429, 500, 502, 503, 504)
@@ -439,9 +442,10 @@ class Shaper:
         faults = self.faults
         # One draw per piece, empty or not: the numbers do not depend on the contents.
         jitter = self._rng.uniform(0, faults.jitter_ms) / 1000.0 if faults.jitter_ms else 0.0
-        base = due + jitter
-        if self._last == -math.inf:
-            self._header_at = base
+        # Times are worked out as if there were no stall; _emit adds it.
+        release = max(due + jitter, self._last)
+        if self._header_at is None and self._last == -math.inf:
+            self._header_at = release
         out: list[Send] = []
         # Split the piece at the stall point: the bytes before it are not delayed.
         stall_at = faults.stall_after_bytes
@@ -450,10 +454,9 @@ class Shaper:
             parts = [piece[: stall_at - self.sent], piece[stall_at - self.sent :]]
         cut_at = faults.cut_after_bytes
         for part in parts:
-            stalled = stall_at is not None and self.sent >= stall_at
-            release = max(base + (faults.stall_ms / 1000.0 if stalled else 0.0), self._last)
             if cut_at is not None and self.sent + len(part) > cut_at:
-                self._transmit(release, part[: cut_at - self.sent], out)
+                if cut_at > self.sent:
+                    self._transmit(release, part[: cut_at - self.sent], out)
                 # Closed when the next byte would have gone out.
                 self._emit(Send(max(release, self._link_free), b"", close=True), out)
                 self.cut = True
@@ -473,12 +476,17 @@ class Shaper:
             self._emit(Send(self._link_free, segment), out)
 
     def _emit(self, send: Send, out: list[Send]) -> None:
+        """Hand out ``send``, timed as if there were no stall (and after the last one)."""
+        self._last = max(self._last, send.at)
+        at = self._last
+        stall_at = self.faults.stall_after_bytes
+        if stall_at is not None and self.sent >= stall_at:
+            at += self.faults.stall_ms / 1000.0  # from the stall point on, all moves on
         if self._header_at is not None:
             # The first send carries the headers: they go out at the first piece's time
             # (plus jitter) even when a stall or the link holds the first bytes back.
-            if send.at > self._header_at:
+            if at > self._header_at:
                 out.append(Send(self._header_at, b""))
             self._header_at = None
-        self._last = max(self._last, send.at)
         self.sent += len(send.data)
-        out.append(Send(self._last, send.data, send.close))
+        out.append(Send(at, send.data, send.close))
