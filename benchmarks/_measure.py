@@ -2,8 +2,8 @@
 
 Everything here is small and synchronous: reading a process's memory from
 ``/proc/self/status``, summarising repeated runs, choosing a text that the test server's
-``tone`` engine speaks for a given time, starting the test server in its own process, and
-running a worker process that prints one JSON object.
+``tone`` engine speaks for a given time (and the body it sends for it), starting the test
+server in its own process, and running a worker process that prints one JSON object.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "audio_seconds",
     "markdown_table",
     "peak_rss_mib",
+    "response_body",
     "rss_mib",
     "run_worker",
     "text_for_seconds",
@@ -174,6 +175,20 @@ def text_for_seconds(seconds: float, *, speed: float = 1.0) -> str:
         i += 1
     text = " ".join(words)[:n]
     return text[:-1] + "." if text.endswith(" ") else text
+
+
+def response_body(text: str, response_format: str) -> bytes:
+    """Exactly the body the test server (default options) sends for ``text`` in
+    ``response_format``: what ``TestServer.render(text, response_format=...)`` returns.
+
+    Like :func:`audio_seconds`, for the runner only (it encodes with PyAV).
+
+    Raises:
+        ValueError: The format is not one the test server can encode here.
+    """
+    from trio_tts_stream.testing import render_chunks
+
+    return b"".join(render_chunks(text, response_format=response_format))
 
 
 # --------------------------------------------------------------------------------------

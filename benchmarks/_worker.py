@@ -7,10 +7,11 @@ one JSON object on stdout.
 Commands:
 
 * ``latency``: speak a text ``--runs`` times into a :class:`~trio_tts_stream.NullSink`
-  on trio's real clock. Per run: TTFB (as the report gives it, and as the arrival of the
-  response headers, which the test server sends with the first body byte), TTFA,
-  underruns, and the process CPU time spent in ``speak()``. For the process: RSS after
-  the imports and the peak RSS.
+  on trio's real clock, in ``--format`` (``response_format``, default ``pcm``). Per run:
+  TTFB (as the report gives it, and as the arrival of the response headers, which the
+  test server sends with the first body byte), TTFA, underruns, body bytes, the mode and
+  format the player reports, and the process CPU time spent in ``speak()``. For the
+  process: RSS after the imports and the peak RSS.
 * ``longstream``: play one long stream under ``trio.testing.MockClock(rate=R)``: virtual
   time runs R times faster than real time and the :class:`~trio_tts_stream.NullSink`
   consumes on that clock, so ten minutes of audio play in 600/R seconds while the player
@@ -18,6 +19,11 @@ Commands:
 * ``speaker``: like ``latency`` but into a :class:`~trio_tts_stream.SoundDeviceSink` (a
   PulseAudio null sink), recording the sink's monitor with ``parec`` to find when the
   first sample was really played.
+* ``decode``: no network and no trio. For each ``--body FORMAT=PATH`` (a response body
+  the runner rendered), decode it with ``create_decoder(FORMAT)`` in ``--chunk-size``
+  pieces, once to warm up and ``--repeats`` times measured: wall and CPU time per pass,
+  wall time of every ``decode()`` call; then feed a new decoder one byte at a time to
+  find how many bytes it needs before it returns its first block.
 """
 
 from __future__ import annotations
@@ -413,9 +419,7 @@ def _decode(args: argparse.Namespace) -> dict[str, Any]:
                 "chunk_us_median": float(np.median(per_chunk_us)),
                 "chunk_us_p95": float(np.percentile(per_chunk_us, 95)),
                 "chunk_us_max": float(per_chunk_us.max()),
-                "passes": [
-                    {k: v for k, v in p.items() if k != "chunk_ns"} for p in passes
-                ],
+                "passes": [{k: v for k, v in p.items() if k != "chunk_ns"} for p in passes],
             }
         )
     return {"chunk_size": chunk_size, "repeats": args.repeats, "formats": results}

@@ -1,9 +1,9 @@
-"""Benchmarks of trio_tts_stream: latency, CPU and memory, streaming vs buffered.
+"""Benchmarks of trio_tts_stream: latency, CPU and memory, streaming vs buffered, per format.
 
 Usage::
 
-    python benchmarks/run.py                  # the full suite (about 2 minutes)
-    python benchmarks/run.py --quick          # a smoke run (under 30 seconds)
+    python benchmarks/run.py                  # the full suite (about 4 minutes)
+    python benchmarks/run.py --quick          # a smoke run (under 40 seconds)
     python benchmarks/run.py --json out.json  # also write every measurement as JSON
     nox -s bench -- --quick                   # the same through nox
 
@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,7 @@ from _measure import (
     Spread,
     audio_seconds,
     markdown_table,
+    response_body,
     run_worker,
     text_for_seconds,
 )
@@ -49,6 +51,10 @@ TTFB_MS = 300.0
 FACTORS = (1.5, 6.5)
 """Real-time factors of the test server (the issue's scenario)."""
 MODES = ("stream", "buffered")
+FORMATS = ("pcm", "wav", "mp3", "aac", "flac", "opus")
+"""Every OpenAI ``response_format``, in the order of the per-format tables."""
+DECODE_CHUNK = 4096
+"""Bytes per ``decode()`` call in the decode-cost benchmark (the player's default read)."""
 LONG_SPEED = 0.25
 """Speech speed of the long streams: the tone engine then speaks 2308 characters (under the
 server's 4096-character limit) for 10 minutes."""
@@ -67,6 +73,11 @@ class Plan:
         sample_every: Virtual seconds between RSS samples.
         speaker_factors: Real-time factors of the speaker scenario (streaming mode).
         speaker_runs: Measured utterances per speaker factor.
+        format_seconds: Audio per utterance in the per-format latency scenarios.
+        format_runs: Measured utterances per per-format latency scenario.
+        format_factors: Real-time factors of the per-format latency scenarios.
+        decode_seconds: Audio decoded per format in the decode-cost benchmark.
+        decode_repeats: Measured decodes per format (after one warm-up).
         jobs: Scenarios run at the same time (each in its own processes).
     """
 
@@ -78,11 +89,46 @@ class Plan:
     sample_every: float
     speaker_factors: tuple[float, ...]
     speaker_runs: int
+    format_seconds: float
+    format_runs: int
+    format_factors: tuple[float, ...]
+    decode_seconds: float
+    decode_repeats: int
     jobs: int
 
 
-FULL = Plan("full", 10.0, 5, (10.0, 600.0), 50.0, 5.0, FACTORS, 3, 4)
-QUICK = Plan("quick", 3.0, 2, (10.0, 120.0), 50.0, 2.0, (6.5,), 1, 4)
+FULL = Plan(
+    name="full",
+    seconds=10.0,
+    runs=5,
+    long_seconds=(10.0, 600.0),
+    clock_rate=50.0,
+    sample_every=5.0,
+    speaker_factors=FACTORS,
+    speaker_runs=3,
+    format_seconds=10.0,
+    format_runs=3,
+    format_factors=(2.0, 6.5),
+    decode_seconds=60.0,
+    decode_repeats=5,
+    jobs=6,
+)
+QUICK = Plan(
+    name="quick",
+    seconds=3.0,
+    runs=2,
+    long_seconds=(10.0, 120.0),
+    clock_rate=50.0,
+    sample_every=2.0,
+    speaker_factors=(6.5,),
+    speaker_runs=1,
+    format_seconds=3.0,
+    format_runs=1,
+    format_factors=(2.0,),
+    decode_seconds=60.0,
+    decode_repeats=2,
+    jobs=6,
+)
 
 
 def _log(message: str) -> None:
@@ -93,14 +139,40 @@ def _log(message: str) -> None:
 # Scenarios
 
 
-def latency_scenario(plan: Plan, factor: float, mode: str) -> dict[str, Any]:
+def latency_scenario(
+    seconds: float, runs: int, factor: float, mode: str, response_format: str = "pcm"
+) -> dict[str, Any]:
     """One latency scenario: its own server process and client process."""
     with ServerProcess(ttfb_ms=TTFB_MS, realtime_factor=factor) as server:
-        text = text_for_seconds(plan.seconds)
+        text = text_for_seconds(seconds)
         args = ["latency", "--base-url", server.base_url, "--text", text]
-        args += ["--runs", str(plan.runs)] + (["--buffered"] if mode == "buffered" else [])
+        args += ["--format", response_format, "--runs", str(runs)]
+        args += ["--buffered"] if mode == "buffered" else []
         result = run_worker(args)
     return {"factor": factor, "text_audio_s": audio_seconds(text), **result}
+
+
+def latency_estimate_s(seconds: float, runs: int, factor: float, mode: str) -> float:
+    """Roughly how long a latency scenario takes (to start the longest ones first)."""
+    per_run = TTFB_MS / 1000 + seconds + (seconds / factor if mode == "buffered" else 0.0)
+    return 3.0 + runs * per_run
+
+
+def decode_scenario(plan: Plan, formats: Sequence[str]) -> dict[str, Any]:
+    """Decode cost: the test server's bodies, rendered here, decoded in a fresh process."""
+    text = text_for_seconds(plan.decode_seconds)
+    args = ["decode", "--chunk-size", str(DECODE_CHUNK), "--repeats", str(plan.decode_repeats)]
+    encode_s: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="ttsbench.") as tmp:
+        for fmt in formats:
+            t0 = time.perf_counter()
+            body = response_body(text, fmt)
+            encode_s[fmt] = time.perf_counter() - t0
+            path = Path(tmp) / f"{fmt}.body"
+            path.write_bytes(body)
+            args += ["--body", f"{fmt}={path}"]
+        result = run_worker(args)
+    return {"text_audio_s": audio_seconds(text), "render_s": encode_s, **result}
 
 
 def memory_scenario(plan: Plan, seconds: float, mode: str) -> dict[str, Any]:
@@ -114,6 +186,11 @@ def memory_scenario(plan: Plan, seconds: float, mode: str) -> dict[str, Any]:
         args += ["--sample-every", f"{plan.sample_every:g}"]
         args += ["--buffered"] if mode == "buffered" else []
         return {"text_audio_s": audio_s, **run_worker(args)}
+
+
+def speaker_estimate_s(plan: Plan) -> float:
+    """Roughly how long the speaker scenario takes."""
+    return 3.0 + sum(3.0 + plan.speaker_runs * (plan.seconds + 1.0) for _ in plan.speaker_factors)
 
 
 def speaker_scenario(plan: Plan) -> dict[str, Any]:
@@ -334,6 +411,133 @@ def speaker_table(scenarios: list[dict[str, Any]]) -> str:
     )
 
 
+def _kbps(byte_count: float, seconds: float) -> float:
+    return byte_count * 8 / seconds / 1000
+
+
+def _cpu_ms(runs: list[dict[str, Any]]) -> Spread | None:
+    values = [r["cpu_s"] / r["audio_s"] * 1000 for r in runs if r["audio_s"]]
+    return Spread.of(values) if values else None
+
+
+def summarize_format(result: dict[str, Any]) -> dict[str, Any]:
+    """One per-format latency scenario: :func:`summarize_latency` plus the bandwidth."""
+    runs = result["runs"]
+    return {
+        **summarize_latency(result),
+        "response_format": result["response_format"],
+        "kbit_per_audio_s": Spread.of(
+            _kbps(r["bytes_received"], result["text_audio_s"]) for r in runs
+        ).to_dict(),
+        "decode_errors_total": sum(r["decode_errors"] for r in runs),
+    }
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """One row per format and server speed: streaming and buffered side by side."""
+    by_key = {(r["response_format"], r["factor"], r["mode"]): r for r in results}
+    rows = []
+    for fmt in FORMATS:
+        for factor in sorted({r["factor"] for r in results}):
+            stream = by_key.get((fmt, factor, "stream"))
+            buffered = by_key.get((fmt, factor, "buffered"))
+            if stream is None and buffered is None:
+                continue
+            both = [r for res in (stream, buffered) if res is not None for r in res["runs"]]
+            audio_s = (stream or buffered or {})["text_audio_s"]
+
+            def runs_of(res: dict[str, Any] | None) -> list[dict[str, Any]]:
+                return [] if res is None else list(res["runs"])
+
+            def underruns(res: dict[str, Any] | None) -> str:
+                return "-" if res is None else str(sum(r["underruns"] for r in res["runs"]))
+
+            rows.append(
+                [
+                    fmt,
+                    f"{factor:g}x",
+                    _fmt(_spread(runs_of(stream), "ttfa_ms")),
+                    _fmt(_spread(runs_of(buffered), "ttfa_ms")),
+                    _fmt(_spread(both, "ttfb_ms")),
+                    f"{underruns(stream)} / {underruns(buffered)}",
+                    _fmt(_cpu_ms(runs_of(stream)), ".1f"),
+                    _fmt(_cpu_ms(runs_of(buffered)), ".1f"),
+                    _fmt(Spread.of(_kbps(r["bytes_received"], audio_s) for r in both), ".1f"),
+                ]
+            )
+    return markdown_table(
+        [
+            "format",
+            "server speed",
+            "TTFA ms streaming",
+            "TTFA ms buffered",
+            "TTFB ms",
+            "underruns (stream / buffered)",
+            "CPU ms / audio s streaming",
+            "CPU ms / audio s buffered",
+            "kbit/s",
+        ],
+        rows,
+    )
+
+
+def summarize_decode(entry: dict[str, Any]) -> dict[str, Any]:
+    """One format of the decode benchmark: speed, CPU, per-chunk cost, first block."""
+    passes = entry["passes"]
+    audio_s = passes[0]["audio_s"]
+    return {
+        "format": entry["format"],
+        "audio_s": audio_s,
+        "body_bytes": entry["body_bytes"],
+        "kbit_per_audio_s": _kbps(entry["body_bytes"], audio_s),
+        "audio_ms_per_chunk": entry["chunk_size"] / (entry["body_bytes"] / audio_s) * 1000,
+        "x_realtime": Spread.of(p["audio_s"] / p["wall_s"] for p in passes).to_dict(1),
+        "cpu_ms_per_audio_s": Spread.of(p["cpu_s"] / p["audio_s"] * 1000 for p in passes).to_dict(),
+        "chunk_us_median": entry["chunk_us_median"],
+        "chunk_us_p95": entry["chunk_us_p95"],
+        "chunk_us_max": entry["chunk_us_max"],
+        "first_block_bytes": entry["first_block_bytes"],
+        "first_block_ms": entry["first_block_ms"],
+        "errors": max(p["errors"] for p in passes),
+    }
+
+
+def decode_table(summaries: list[dict[str, Any]]) -> str:
+    def spread(d: dict[str, float], fmt: str) -> str:
+        return Spread(d["median"], d["min"], d["max"], int(d["n"])).format(fmt)
+
+    rows = [
+        [
+            s["format"],
+            f"{s['kbit_per_audio_s']:.1f}",
+            f"{s['audio_ms_per_chunk']:.0f}",
+            spread(s["x_realtime"], ",.0f"),
+            spread(s["cpu_ms_per_audio_s"], ".2f"),
+            f"{s['chunk_us_median']:.0f}",
+            f"{s['chunk_us_p95']:.0f}",
+            f"{s['chunk_us_max']:.0f}",
+            "-" if s["first_block_bytes"] is None else f"{s['first_block_bytes']:,}",
+            "-" if s["first_block_ms"] is None else f"{s['first_block_ms']:.3g}",
+        ]
+        for s in summaries
+    ]
+    return markdown_table(
+        [
+            "format",
+            "kbit/s",
+            f"audio ms per {DECODE_CHUNK} B",
+            "x real time",
+            "CPU ms / audio s",
+            "µs per chunk (median)",
+            "p95",
+            "max",
+            "bytes before first block",
+            "first block ms",
+        ],
+        rows,
+    )
+
+
 def ring_ceiling_mib(config: tts.StreamConfig) -> float:
     """The client's documented buffer ceiling with a float32 NullSink and 24 kHz mono pcm:
     the ring, the decoded-block queue (a 4096-byte read is 2048 frames) and one read."""
@@ -343,7 +547,7 @@ def ring_ceiling_mib(config: tts.StreamConfig) -> float:
     return (ring + queue + config.chunk_size) / 2**20
 
 
-def method_text(plan: Plan, latency_audio_s: float) -> str:
+def method_text(plan: Plan, latency_audio_s: float, format_audio_s: float) -> str:
     """The method, as a markdown list (printed under the tables)."""
     config = tts.StreamConfig()
     longest = _duration(max(plan.long_seconds))
@@ -369,8 +573,28 @@ def method_text(plan: Plan, latency_audio_s: float) -> str:
         "Peak RSS: `VmHWM` of the client process after all its runs (imports included); in "
         "parentheses `VmRSS` after the imports; then the difference, the memory the "
         "utterances themselves needed.",
-        f"{plan.jobs} scenarios run at the same time (each its own server and client "
-        "process, all mostly idle); `--jobs 1` runs them one after another.",
+        f"Per format: the same scenario with `response_format` set (`speak(..., "
+        f"response_format=F)`), a {format_audio_s:.2f} s utterance, server speed "
+        f"{' and '.join(f'{f:g}x' for f in plan.format_factors)}, {_runs(plan.format_runs)} "
+        "after the warm-up (which also loads PyAV for the compressed formats). The test "
+        "server encodes incrementally as it sends: `mp3` 64 kbit/s CBR, `aac` 64 kbit/s "
+        "ADTS, `flac`, `opus` 32 kbit/s VBR in Ogg with one page per 20 ms packet; `wav` "
+        "is `pcm` with a streaming header. kbit/s: body bytes received per second of "
+        "audio, headers and container overhead included. A run that fell back to "
+        "buffered decoding or skipped corrupt frames counts as failed.",
+        f"{plan.jobs} scenarios (latency, per-format and speaker) run at the same time, "
+        "longest first (each its own server and client process, all mostly idle); "
+        "`--jobs 1` runs them one after another.",
+        f"Decode cost: {plan.decode_seconds:g} s of audio per format, the exact body the "
+        "test server sends (`TestServer.render`), rendered in the runner and decoded in a "
+        "fresh worker process after the other scenarios, so that nothing competes with it. "
+        f"`create_decoder(F)` is fed {DECODE_CHUNK}-byte chunks (the player's read size) "
+        "then `flush()`; x real time = audio seconds / wall time of the whole pass, CPU = "
+        "`time.process_time()` of the pass per audio second; per-chunk times are "
+        "`perf_counter_ns()` around each `decode()` call. Bytes before the first block: "
+        "a new decoder fed one byte at a time until `decode()` returns audio (the "
+        "header, and for flac the metadata padding, comes first); first block ms is how "
+        "much audio that first block holds.",
         f"Memory over a long stream: playing {longest} in real time would take {longest}, "
         f"so the client runs under `trio.testing.MockClock(rate={plan.clock_rate:g})`: "
         f"trio's clock, on which the `NullSink` consumes, runs {plan.clock_rate:g}x faster "
@@ -436,43 +660,89 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.runs is not None:
-        plan = Plan(**{**asdict(plan), "runs": args.runs})
+        plan = Plan(**{**asdict(plan), "runs": args.runs, "format_runs": args.runs})
     if args.jobs is not None:
         plan = Plan(**{**asdict(plan), "jobs": args.jobs})
     started = time.perf_counter()
-    load_start = _load()
+    loads = {"start": _load()}
     text = text_for_seconds(plan.seconds)
     failed: list[str] = []
+    formats, skipped_formats = _formats()
 
-    _log(f"latency scenarios ({plan.name}: {plan.runs} runs of {plan.seconds:g} s each)...")
-    tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    _log(
+        f"latency scenarios ({plan.name}: {plan.runs} runs of {plan.seconds:g} s each), "
+        f"per-format scenarios ({plan.format_runs} runs of {plan.format_seconds:g} s each), "
+        f"{plan.jobs} at a time..."
+    )
+    planned: list[tuple[float, str, Callable[[], dict[str, Any]]]] = []
     for factor in FACTORS:
         for mode in MODES:
-            tasks.append(
-                (f"latency {mode} {factor:g}x", partial(latency_scenario, plan, factor, mode))
+            planned.append(
+                (
+                    latency_estimate_s(plan.seconds, plan.runs, factor, mode),
+                    f"latency {mode} {factor:g}x",
+                    partial(latency_scenario, plan.seconds, plan.runs, factor, mode),
+                )
             )
+    for fmt in formats:
+        for factor in plan.format_factors:
+            for mode in MODES:
+                planned.append(
+                    (
+                        latency_estimate_s(plan.format_seconds, plan.format_runs, factor, mode),
+                        f"format {fmt} {mode} {factor:g}x",
+                        partial(
+                            latency_scenario,
+                            plan.format_seconds,
+                            plan.format_runs,
+                            factor,
+                            mode,
+                            fmt,
+                        ),
+                    )
+                )
     if not args.no_speaker:
-        tasks.append(("speaker", partial(speaker_scenario, plan)))
+        planned.append((speaker_estimate_s(plan), "speaker", partial(speaker_scenario, plan)))
+    # Longest first, so that the last scenarios to start are short ones.
+    planned.sort(key=lambda p: -p[0])
+    tasks = [(name, function) for _, name, function in planned]
     phase1 = _run_all(plan.jobs, tasks)
-    phase1_s = time.perf_counter() - started
+    phase_s = {"latency_formats_speaker": time.perf_counter() - started}
 
     _log(f"memory scenarios (MockClock rate {plan.clock_rate:g})...")
+    loads["memory"] = _load()
+    t_phase = time.perf_counter()
     memory_tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (f"memory {mode} {seconds:g} s", partial(memory_scenario, plan, seconds, mode))
         for mode in MODES
         for seconds in plan.long_seconds
     ]
     phase2 = _run_all(min(plan.jobs, 2), memory_tasks)
-    phase2_s = time.perf_counter() - started - phase1_s
+    phase_s["memory"] = time.perf_counter() - t_phase
+
+    # Alone, so that nothing else competes for the CPU while it is timed.
+    _log(f"decode cost ({plan.decode_seconds:g} s per format, {plan.decode_repeats} passes)...")
+    loads["decode"] = _load()
+    t_phase = time.perf_counter()
+    decode = _run_all(1, [("decode", partial(decode_scenario, plan, formats))])["decode"]
+    phase_s["decode"] = time.perf_counter() - t_phase
 
     latency_results = []
+    format_results = []
     for name, _ in tasks:
-        if name.startswith("latency"):
-            if "error" in phase1[name]:
-                failed.append(f"{name}: {phase1[name]['error']}")
-            else:
-                latency_results.append(phase1[name])
-                failed += _incomplete(name, phase1[name]["runs"])
+        if name == "speaker":
+            continue
+        if "error" in phase1[name]:
+            failed.append(f"{name}: {phase1[name]['error']}")
+            continue
+        result = phase1[name]
+        failed += _incomplete(name, result["runs"])
+        if name.startswith("format"):
+            format_results.append(result)
+            failed += _wrong_mode(name, result)
+        else:
+            latency_results.append(result)
+    latency_results.sort(key=lambda r: (r["factor"], MODES.index(r["mode"])))
     memory_results = []
     for name, _ in memory_tasks:
         if "error" in phase2[name]:
@@ -481,8 +751,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_results.append(phase2[name])
             failed += _incomplete(name, [phase2[name]])
     memory_summaries = [summarize_memory(r) for r in memory_results]
+    decode_summaries = []
+    if "error" in decode:
+        failed.append(f"decode: {decode['error']}")
+    else:
+        decode_summaries = [summarize_decode(e) for e in decode["formats"]]
+        failed += [
+            f"decode {s['format']}: {s['errors']} corrupt frames reported on a clean stream"
+            for s in decode_summaries
+            if s["errors"]
+        ]
     # The speaker scenario is optional: if it cannot run here, say why, but do not fail.
     speaker = phase1.get("speaker", {"skipped": "--no-speaker"})
+    loads["end"] = _load()
 
     # -- the report -----------------------------------------------------------------
     versions = _versions()
@@ -490,18 +771,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: list[str] = [f"# trio_tts_stream benchmarks ({plan.name})", ""]
     out.append(
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
-        f"{_cpu_count()} CPUs (load average {load_start:.2f} at start, {_load():.2f} at end); "
+        f"{_cpu_count()} CPUs (1-minute load average {loads['start']:.2f} at start, "
+        f"{loads['memory']:.2f} after the latency scenarios, {loads['decode']:.2f} before "
+        f"the decode benchmark, {loads['end']:.2f} at end); "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + (f"; commit {commit}" if commit else "")
     )
     out += ["", f"## Latency, CPU and memory: {audio_seconds(text):.2f} s utterance", ""]
     out += [
-        f"Test server TTFB {TTFB_MS:g} ms, audio released at 1.5x / 6.5x real time; "
-        f"median (min-max) of {plan.runs} runs.",
+        f"Test server TTFB {TTFB_MS:g} ms, audio released at "
+        f"{' / '.join(f'{f:g}x' for f in FACTORS)} real time, `pcm`; median (min-max) of "
+        f"{plan.runs} runs.",
         "",
     ]
     if latency_results:
         out += [latency_table(latency_results), ""]
+    format_text = text_for_seconds(plan.format_seconds)
+    out += [f"## Per format: TTFA, CPU and bandwidth: {audio_seconds(format_text):.2f} s utterance"]
+    out += [
+        "",
+        f"The same test server (TTFB {TTFB_MS:g} ms, audio released at "
+        f"{' / '.join(f'{f:g}x' for f in plan.format_factors)} real time) in each "
+        f"`response_format`; median (min-max) of {_runs(plan.format_runs)} per mode. Streaming "
+        "TTFA and buffered TTFA side by side; TTFB over both modes; kbit/s is body bytes "
+        "per second of audio.",
+        "",
+    ]
+    if skipped_formats:
+        out += [f"Not measured: {skipped_formats}", ""]
+    if format_results:
+        out += [format_table(format_results), ""]
+    out += [f"## Decode cost: {plan.decode_seconds:g} s of audio per format", ""]
+    if decode_summaries:
+        out += [
+            f"The test server's body for each format, fed to `create_decoder(format)` in "
+            f"{DECODE_CHUNK}-byte chunks in a fresh process, alone on the machine (load "
+            f"average {loads['decode']:.2f}); {plan.decode_repeats} passes after a warm-up "
+            "pass; x real time and CPU are median (min-max) over the passes, the per-chunk "
+            "wall times (one `decode()` call each) are pooled over them. The first block is "
+            "found with a new decoder fed one byte at a time.",
+            "",
+            decode_table(decode_summaries),
+            "",
+        ]
     out += ["## Memory over a long stream", ""]
     if memory_summaries:
         out += [memory_table(memory_summaries), ""]
@@ -521,11 +833,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         reason = speaker.get("skipped") or f"it failed: {speaker.get('error')}"
         out += [f"Skipped: {reason}", ""]
-    out += [method_text(plan, audio_seconds(text))]
+    out += [method_text(plan, audio_seconds(text), audio_seconds(format_text))]
     elapsed = time.perf_counter() - started
     out += [
-        f"Total benchmark time {elapsed:.0f} s (latency and speaker {phase1_s:.0f} s, "
-        f"memory {phase2_s:.0f} s)."
+        f"Total benchmark time {elapsed:.0f} s (latency, per-format and speaker "
+        f"{phase_s['latency_formats_speaker']:.0f} s, memory {phase_s['memory']:.0f} s, "
+        f"decode {phase_s['decode']:.0f} s)."
     ]
     if failed:
         out += ["", "FAILED:", *(f"- {f}" for f in failed)]
@@ -538,11 +851,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "commit": commit,
             "platform": platform.platform(),
             "cpus": _cpu_count(),
-            "load_average_start_end": [load_start, _load()],
+            "load_average": loads,
             "ttfb_ms": TTFB_MS,
             "elapsed_s": elapsed,
-            "phase_s": {"latency_and_speaker": phase1_s, "memory": phase2_s},
+            "phase_s": phase_s,
             "latency": [{"summary": summarize_latency(r), "raw": r} for r in latency_results],
+            "formats": [{"summary": summarize_format(r), "raw": r} for r in format_results],
+            "decode": {"summary": decode_summaries, "raw": decode},
             "memory": [
                 {"summary": s, "raw": r}
                 for s, r in zip(memory_summaries, memory_results, strict=True)
@@ -555,6 +870,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         _log(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _formats() -> tuple[list[str], str]:
+    """The formats both the test server and the client can handle here, and a note on the
+    others (PyAV, the ``formats`` extra, is needed for the compressed ones)."""
+    from trio_tts_stream.testing import RESPONSE_FORMATS
+
+    client = set(tts.available_formats())
+    usable = [f for f in FORMATS if f in client and f in RESPONSE_FORMATS]
+    missing = [f for f in FORMATS if f not in usable]
+    note = ""
+    if missing:
+        note = f"{', '.join(missing)} (needs the `formats` extra: pip install -e '.[formats]')"
+    return usable, note
+
+
+def _wrong_mode(name: str, result: dict[str, Any]) -> list[str]:
+    """A failure line for each run that was not decoded as asked (a fallback to buffered
+    decoding, another format) or that reported corrupt frames."""
+    out = []
+    for i, run in enumerate(result["runs"]):
+        if run["report_mode"] != result["mode"] or run["format"] != result["response_format"]:
+            out.append(
+                f"{name}: run {i + 1} played {run['format']!r} in mode {run['report_mode']!r}"
+            )
+        if run["decode_errors"]:
+            out.append(f"{name}: run {i + 1} skipped {run['decode_errors']} corrupt frames")
+    return out
 
 
 def _incomplete(name: str, runs: list[dict[str, Any]]) -> list[str]:
