@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import logging
 import math
@@ -26,10 +27,13 @@ import numpy.typing as npt
 import pytest
 import trio
 import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trio_tts_stream.testing as testing
 from trio_tts_stream._exceptions import ConfigError
 from trio_tts_stream.testing import (
+    ENGINES,
     MAX_INPUT_CHARS,
     OPENAI_RESPONSE_FORMATS,
     RESPONSE_FORMATS,
@@ -326,6 +330,32 @@ def test_render_chunks_rejects_bad_arguments() -> None:
         render_chunks("hi", engine="nope")
     with pytest.raises(ValueError, match="chunk_ms"):
         render_chunks("hi", chunk_ms=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    response_format=st.sampled_from(["pcm", "wav", "mp3", "flac"]),
+    cuts=st.lists(st.integers(0, 60000), max_size=12),
+)
+def test_pieces_do_not_depend_on_how_the_samples_arrive(
+    response_format: str, cuts: list[int]
+) -> None:
+    # The server feeds the samples as the engine makes them (espeak-ng: blocks of about
+    # 100 ms, of varying size); the pieces must be those of render_chunks all the same.
+    text = "Hi there, you."
+    expected = render_chunks(text, response_format=response_format)
+    samples = synthesize_tone(text)
+    options = _server._EncoderOptions(SAMPLE_RATE, len(samples), False)
+    pieces = _server._Pieces(_server._FORMATS[response_format].encoder(options), 480)
+    got: list[bytes] = []
+    try:
+        bounds = [0, *sorted(c % (len(samples) + 1) for c in cuts), len(samples)]
+        for start, end in itertools.pairwise(bounds):
+            got += pieces.feed(samples[start:end])
+        got += pieces.finish()
+    finally:
+        pieces.close()
+    assert got == expected
 
 
 # --------------------------------------------------------------------------------------
@@ -1069,11 +1099,58 @@ async def test_invalid_options_raise_config_error(options: dict[str, Any]) -> No
             pass  # pragma: no cover
 
 
+def test_without_the_espeak_extra_espeak_fails_at_start_with_the_install_hint() -> None:
+    # A process where espeakng-loader cannot be imported, as without the espeak extra.
+    code = """
+import json, sys
+sys.modules["espeakng_loader"] = None
+import trio
+from trio_tts_stream import testing
+from trio_tts_stream._cli import main
+from trio_tts_stream._exceptions import ConfigError
+
+result = {"available": testing.espeak_available(), "engines": list(testing.ENGINES)}
+
+async def start():
+    try:
+        async with testing.open_test_server(engine="espeak"):
+            result["server"] = "started"
+    except ConfigError as exc:
+        result["server"] = str(exc)
+    async with testing.open_test_server() as srv:  # the tone still works
+        result["tone"] = len(srv.reference_pcm("hi"))
+
+trio.run(start)
+try:
+    testing.render_chunks("hi", engine="espeak")
+except ConfigError as exc:
+    result["render"] = str(exc)
+result["exit"] = main(["serve", "--engine", "espeak", "--port", "0"])
+print(json.dumps(result))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    result = json.loads(out.stdout)
+    hint = "pip install 'trio-tts-stream[espeak]'"
+    assert result["available"] is False
+    assert result["engines"] == ["tone", "espeak"]
+    assert hint in result["server"]
+    assert hint in result["render"]
+    assert result["tone"] == tone_frames("hi")
+    assert result["exit"] == 2  # a configuration error
+    # The CLI says so in one line, without a traceback.
+    assert out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: ")
+    assert hint in out.stderr
+
+
 def test_formats_and_voices() -> None:
     assert (
         RESPONSE_FORMATS == OPENAI_RESPONSE_FORMATS == ("mp3", "opus", "aac", "flac", "wav", "pcm")
     )
     assert len(VOICES) == 11
+    assert ENGINES == ("tone", "espeak")
 
 
 # --------------------------------------------------------------------------------------

@@ -464,6 +464,23 @@ class Shaper:
             self._transmit(release, part, out)
         return out
 
+    def applied(self) -> str | None:
+        """The faults that have hit the body so far, in words (as
+        :meth:`RequestFaults.describe`), or ``None``: a cut only once it happened, a stall
+        once a byte after it went out, the link and the jitter once a piece did."""
+        f = self.faults
+        truncated = self.cut and f.truncate_after_bytes == f.cut_after_bytes
+        stalled = f.stall_after_bytes is not None and self.sent > f.stall_after_bytes
+        fed = self._last != -math.inf
+        return replace(
+            f,
+            truncate_after_bytes=f.truncate_after_bytes if truncated else None,
+            drop_after_bytes=f.drop_after_bytes if self.cut and not truncated else None,
+            stall_after_bytes=f.stall_after_bytes if stalled else None,
+            bandwidth_kbps=f.bandwidth_kbps if self.sent else None,
+            jitter_ms=f.jitter_ms if fed else 0.0,
+        ).describe()
+
     def _transmit(self, release: float, data: bytes, out: list[Send]) -> None:
         kbps = self.faults.bandwidth_kbps
         if kbps is None or not data:

@@ -213,7 +213,7 @@ class _EspeakEngine:
         # Unbounded: a synthesis waiting for a slow (or paced) reader would hold
         # espeak-ng's process-wide lock, and every other request would wait for it.
         blocks = _espeak.EspeakEngine().synthesize_async(
-            text, voice=voice, speed=speed, sample_rate=sample_rate, max_buffered_blocks=32
+            text, voice=voice, speed=speed, sample_rate=sample_rate, max_buffered_blocks=None
         )
         return None, _busy_waiting(blocks) if _autojump_clock() else blocks
 
