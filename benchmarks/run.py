@@ -458,6 +458,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
                     f"{factor:g}x",
                     _fmt(_spread(runs_of(stream), "ttfa_ms")),
                     _fmt(_spread(runs_of(buffered), "ttfa_ms")),
+                    _fmt(_spread(both, "ttfb_headers_ms")),
                     _fmt(_spread(both, "ttfb_ms")),
                     f"{underruns(stream)} / {underruns(buffered)}",
                     _fmt(_cpu_ms(runs_of(stream)), ".1f"),
@@ -471,7 +472,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
             "server speed",
             "TTFA ms streaming",
             "TTFA ms buffered",
-            "TTFB ms",
+            "TTFB ms (headers)",
+            "TTFB ms (report)",
             "underruns (stream / buffered)",
             "CPU ms / audio s streaming",
             "CPU ms / audio s buffered",
@@ -793,8 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"The same test server (TTFB {TTFB_MS:g} ms, audio released at "
         f"{' / '.join(f'{f:g}x' for f in plan.format_factors)} real time) in each "
         f"`response_format`; median (min-max) of {_runs(plan.format_runs)} per mode. Streaming "
-        "TTFA and buffered TTFA side by side; TTFB over both modes; kbit/s is body bytes "
-        "per second of audio.",
+        "TTFA and buffered TTFA side by side; TTFB over both modes (report: the first "
+        "body byte); kbit/s is body bytes per second of audio.",
         "",
     ]
     if skipped_formats:
