@@ -134,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--chunk-size", type=_positive_int, help="bytes per read (default 4096)")
     say.add_argument("--ca-file", help="trust this CA bundle (PEM) for https")
     say.add_argument(
+        "--stall-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="reconnect (and resume) when no byte arrives for this long (default 2)",
+    )
+    say.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        metavar="N",
+        help="requests per utterance in all, retries included (default 5; 1 = no retry)",
+    )
+    say.add_argument(
+        "--resume-mismatch",
+        choices=["error", "restart"],
+        help="when a re-requested stream differs from what was played: stop with an "
+        "error (default) or play the utterance again from its start",
+    )
+    say.add_argument(
         "--timeout",
         type=_positive_float,
         metavar="SECONDS",
@@ -255,7 +273,12 @@ def _stats_table(report: PlaybackReport) -> str:
             f"mean {fmt(report.decode_ms_mean, ' ms')}, p95 {fmt(report.decode_ms_p95, ' ms')}",
         ),
         ("decode errors", fmt(report.decode_errors)),
-        ("reconnects", fmt(report.reconnects)),
+        ("reconnects", f"{report.reconnects} (retries {report.retries}, stalls {report.stalls})"),
+        (
+            "resumed",
+            f"{report.resumed_bytes:,} bytes by Range, "
+            f"{report.skipped_overlap_frames:,} verified frames skipped",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -341,6 +364,9 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
         chunk_size=args.chunk_size,
         connect_timeout_s=args.timeout,
         read_timeout_s=args.timeout,
+        stall_timeout_s=args.stall_timeout,
+        max_attempts=args.max_attempts,
+        resume_mismatch=args.resume_mismatch,
     )
     text = _read_text(args)
     verify: ssl.SSLContext | bool = True
