@@ -57,7 +57,9 @@ class StreamConfig:
             read timeout; see also ``stall_timeout_s``).
         stall_timeout_s: A response that sends no byte for this long has stalled: the
             read is cancelled and the stream reconnects (and resumes).
-        max_attempts: Requests per utterance in all, the first included (1 = no retry).
+        max_attempts: Requests in a row that may fail without delivering new audio, the
+            first included (1 = no retry). A connection that delivered audio before it
+            dropped starts the count again.
         retry_deadline_s: No retry starts later than this after the first request.
         resume_mismatch: When a re-requested stream turns out to differ from the audio
             already played: ``"error"`` stops with :class:`ResumeMismatchError`,

@@ -438,11 +438,10 @@ class _Download:
 
     async def run(self) -> None:
         config = self.config
-        retry = RetryState(
-            RetryPolicy(max_attempts=config.max_attempts, deadline_s=config.retry_deadline_s),
-            started_at=trio.current_time(),
-        )
+        policy = RetryPolicy(max_attempts=config.max_attempts, deadline_s=config.retry_deadline_s)
+        retry = RetryState(policy, started_at=trio.current_time())
         while True:
+            progress = self.digest.frames
             try:
                 await self._attempt()
                 break
@@ -451,6 +450,10 @@ class _Download:
                 self._reset(keep_played=False)
                 continue
             except SourceError as exc:
+                if self.digest.frames > progress:
+                    # This connection delivered new audio before it failed: the bound is
+                    # on failures in a row, so a long stream may survive many drops.
+                    retry = RetryState(policy, started_at=trio.current_time())
                 delay = retry.next_delay(exc, trio.current_time()) if self.reopenable else None
                 if delay is None:
                     exc.args = (give_up_message(exc, retry),)

@@ -67,11 +67,12 @@ import hmac
 import json
 import logging
 import math
+import re
 import ssl
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -84,6 +85,8 @@ import trio.testing
 
 from .._exceptions import ConfigError
 from . import _espeak
+from ._faults import FaultPlan, RequestFaults, Shaper
+from ._ranges import FullBody, NotSatisfiable, PartialBody, select_range, slice_pieces, strong_etag
 from ._tone import VOICES, tone_blocks, tone_frames
 
 try:
@@ -93,6 +96,7 @@ except ImportError:  # PyAV is optional (the "formats" extra): serve pcm and wav
 
 __all__ = [
     "ENGINES",
+    "FILES_PATH",
     "MAX_INPUT_CHARS",
     "OPENAI_RESPONSE_FORMATS",
     "RESPONSE_FORMATS",
@@ -113,7 +117,11 @@ SAMPLE_RATE = 24000
 """Sample rate of every response, as OpenAI's ``pcm`` (s16le, mono)."""
 
 SPEECH_PATH = "/v1/audio/speech"
-"""The one endpoint the server answers."""
+"""The speech endpoint (``POST``)."""
+
+FILES_PATH = "/v1/audio/files/"
+"""Where the audio files of :meth:`TestServer.add_file` and :meth:`TestServer.audio_url`
+are served (``GET`` and ``HEAD``, with ``Range``), followed by the file's name."""
 
 MAX_INPUT_CHARS = 4096
 """Longest ``input`` accepted, as OpenAI's limit."""
@@ -130,6 +138,7 @@ _SEND_SIZE = 65536  # unpaced bodies are written in batches of about this many b
 _SEND_AUDIO_MS = 1000  # or of this much audio (bounds how long encoding holds the loop)
 _DRAIN_LIMIT = 16 * 1024 * 1024  # read and discard at most this much of an oversized body
 _CLOSE_TIMEOUT = 1.0
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 # --------------------------------------------------------------------------------------
@@ -567,8 +576,15 @@ class RecordedRequest:
             replaced by ``"<redacted>"``. Repeated headers are joined with ``", "``.
         json: The parsed JSON body, or ``None`` if there was no valid JSON body.
         body: The raw body (empty if it was over ``max_body_bytes``).
-        status: The status code the server answered with.
+        status: The status code the server answered with (0 if it closed the connection
+            without an answer, as a :class:`~trio_tts_stream.testing.FaultPlan` can make it).
         received_at: :func:`trio.current_time` when the request was fully received.
+        index: The request's number: its position in :attr:`TestServer.requests`, and
+            the number :meth:`FaultPlan.for_request` takes.
+        fault: The faults the response met, in words (``None`` if none): as
+            :meth:`RequestFaults.describe` says for a request closed or failed before its
+            headers; for a body, only those that hit it (a drop once it happened, a
+            stall once a byte after it went out). Filled in when the response is done.
     """
 
     method: str
@@ -578,6 +594,8 @@ class RecordedRequest:
     body: bytes
     status: int
     received_at: float
+    index: int = 0
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -587,11 +605,12 @@ class _HTTPError:
     param: str | None = None
     code: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    error_type: str = "invalid_request_error"
 
     def body(self) -> bytes:
         error = {
             "message": self.message,
-            "type": "invalid_request_error",
+            "type": self.error_type,
             "param": self.param,
             "code": self.code,
         }
@@ -604,6 +623,22 @@ class _SpeechRequest:
     voice: str
     speed: float
     response_format: str
+
+
+@dataclass(frozen=True)
+class _File:
+    """An audio file served at :data:`FILES_PATH`: its body, cut into paced pieces."""
+
+    pieces: tuple[bytes, ...]
+    content_type: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _FileRequest:
+    file: _File
+    part: FullBody | PartialBody
 
 
 def _bad(message: str, param: str | None, code: str | None = None) -> _HTTPError:
@@ -720,6 +755,7 @@ class _Config:
     max_body_bytes: int
     engine: _Engine
     wav_exact_sizes: bool
+    faults: FaultPlan
 
     @classmethod
     def create(
@@ -732,6 +768,7 @@ class _Config:
         max_body_bytes: int,
         engine: str,
         wav_exact_sizes: bool,
+        faults: FaultPlan | None,
     ) -> _Config:
         if not (math.isfinite(ttfb_ms) and ttfb_ms >= 0):
             raise ConfigError(f"ttfb_ms must be >= 0, got {ttfb_ms!r}")
@@ -748,6 +785,8 @@ class _Config:
         if engine not in _ENGINES:
             raise ConfigError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
         _ENGINES[engine].check()  # ConfigError naming the extra to install
+        if faults is not None and not isinstance(faults, FaultPlan):
+            raise ConfigError(f"faults must be a FaultPlan or None, got {faults!r}")
         return cls(
             ttfb_ms=ttfb_ms,
             realtime_factor=realtime_factor,
@@ -756,6 +795,7 @@ class _Config:
             max_body_bytes=max_body_bytes,
             engine=_ENGINES[engine],
             wav_exact_sizes=wav_exact_sizes,
+            faults=faults or FaultPlan(),
         )
 
 
@@ -1114,6 +1154,7 @@ async def serve(
     max_body_bytes: int = 65536,
     engine: str = "tone",
     wav_exact_sizes: bool = False,
+    faults: FaultPlan | None = None,
     task_status: trio.TaskStatus[TestServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the server until cancelled; for ``nursery.start``, which returns the server.
@@ -1128,6 +1169,7 @@ async def serve(
         max_body_bytes=max_body_bytes,
         engine=engine,
         wav_exact_sizes=wav_exact_sizes,
+        faults=faults,
     )
     tcp_listeners = await trio.open_tcp_listeners(port, host=host)
     if port == 0 and len(tcp_listeners) > 1:
@@ -1177,6 +1219,7 @@ async def open_test_server(
     max_body_bytes: int = 65536,
     engine: str = "tone",
     wav_exact_sizes: bool = False,
+    faults: FaultPlan | None = None,
 ) -> AsyncIterator[TestServer]:
     """Run an OpenAI-compatible TTS server for the duration of the ``async with`` block.
 
@@ -1212,6 +1255,11 @@ async def open_test_server(
             ``aac`` (ADTS) and ``opus`` (Ogg) have no length in their headers. The
             ``espeak`` engine then synthesizes the whole text before the first byte of a
             response (it knows the length only at the end); ``tone`` knows it up front.
+        faults: Network faults to inject, request by request: dropped connections,
+            stalls, a bandwidth limit, jitter, error statuses with ``Retry-After``,
+            connections closed before the headers, truncated bodies (see
+            :class:`~trio_tts_stream.testing.FaultPlan`); ``None`` for none. They apply
+            to the audio files of :meth:`TestServer.audio_url` too.
 
     Yields:
         The running :class:`TestServer`.
@@ -1238,6 +1286,7 @@ async def open_test_server(
                     max_body_bytes=max_body_bytes,
                     engine=engine,
                     wav_exact_sizes=wav_exact_sizes,
+                    faults=faults,
                 )
             )
         except Exception as exc:  # ConfigError, or OSError when the port is taken
