@@ -1090,6 +1090,7 @@ async def test_serve_with_nursery_start() -> None:
         {"realtime_factor": 0},
         {"max_body_bytes": 0},
         {"api_key": ""},
+        {"faults": {"drop_after_bytes": (1,)}},
         {"engine": "nope"},
     ],
 )

@@ -10,13 +10,18 @@ factor, in every OpenAI ``response_format`` (``pcm`` and ``wav`` always; ``mp3``
 :meth:`TestServer.render` gives the exact body of any request and
 :meth:`TestServer.reference_pcm` the samples it encodes, so a client's output can be
 checked bit for bit (``pcm``, ``wav``, ``flac``) or against the reference (lossy formats).
+:meth:`TestServer.audio_url` serves the same audio at a ``GET`` URL with ``Range``
+support, and a :class:`FaultPlan` injects network faults, deterministically: dropped
+connections, stalls, a bandwidth limit, jitter, error statuses with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 from ._espeak import espeak_available
+from ._faults import FaultPlan, RequestFaults
 from ._server import (
     ENGINES,
+    FILES_PATH,
     MAX_INPUT_CHARS,
     OPENAI_RESPONSE_FORMATS,
     RESPONSE_FORMATS,
@@ -34,13 +39,16 @@ from ._tone import VOICES, synthesize_tone, tone_blocks, tone_frames
 
 __all__ = [
     "ENGINES",
+    "FILES_PATH",
     "MAX_INPUT_CHARS",
     "OPENAI_RESPONSE_FORMATS",
     "RESPONSE_FORMATS",
     "SAMPLE_RATE",
     "SPEECH_PATH",
     "VOICES",
+    "FaultPlan",
     "RecordedRequest",
+    "RequestFaults",
     "TestServer",
     "chunk_schedule",
     "espeak_available",

@@ -40,7 +40,7 @@ uses up its body request number all the same.
   pauses, then carries on where it was. The arrival gap before that byte is
   ``stall_ms`` plus whatever gap the schedule had there.
 * ``jitter_ms`` (every body request): each piece of the body is held back by a
-  uniform random ``[0, jitter_ms)`` ms from its due time (a latency, not a gap: delays
+  uniform random 0 to ``jitter_ms`` ms from its due time (a latency, not a gap: delays
   do not add up, and a piece never overtakes the one before it, as on TCP). The
   random numbers come from ``random.Random`` seeded with ``seed`` and the request
   number, so they are the same in every process and do not depend on other requests.
@@ -158,7 +158,7 @@ class FaultPlan:
         stall_every_request: Stall every body request, not only the first.
         bandwidth_kbps: Send bodies through a link of this many kbit/s (on top of the
             server's pacing); ``None``: no limit.
-        jitter_ms: Hold each piece of a body back by a random ``[0, jitter_ms)`` ms.
+        jitter_ms: Hold each piece of a body back by a random 0 to ``jitter_ms`` ms.
         fail_first: Answer this many requests (after ``close_before_headers``) with
             ``fail_status`` and an OpenAI-style JSON error.
         fail_status: One of :data:`FAIL_STATUSES`.
@@ -421,7 +421,7 @@ class Shaper:
         self.faults = faults
         self.sent = 0
         self.cut = False
-        self._rng = faults.rng()
+        self._rng = faults.rng() if faults.jitter_ms else None
         self._last = -math.inf  # time of the last send: sends never go back in time
         self._link_free = -math.inf  # when the link has sent all it was given
         self._header_at: float | None = None  # the first piece's time, until the first send
@@ -441,7 +441,7 @@ class Shaper:
             return []
         faults = self.faults
         # One draw per piece, empty or not: the numbers do not depend on the contents.
-        jitter = self._rng.uniform(0, faults.jitter_ms) / 1000.0 if faults.jitter_ms else 0.0
+        jitter = self._rng.uniform(0, faults.jitter_ms) / 1000.0 if self._rng else 0.0
         # Times are worked out as if there were no stall; _emit adds it.
         release = max(due + jitter, self._last)
         if self._header_at is None and self._last == -math.inf:

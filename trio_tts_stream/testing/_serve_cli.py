@@ -11,15 +11,18 @@ The lead's CLI wires it in as ``python -m trio_tts_stream serve``::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import ssl
 import sys
 
 import trio
 
 from .._exceptions import ConfigError
+from ._faults import FAIL_STATUSES, FaultPlan, parse_byte_counts
 from ._server import ENGINES, open_test_server
 
-__all__ = ["add_serve_arguments", "run_serve"]
+__all__ = ["add_serve_arguments", "fault_plan", "run_serve"]
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +70,120 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="write exact lengths up front (wav sizes, an mp3 Info/LAME frame, flac total "
         "samples) instead of what a streaming encoder sends",
     )
+    _add_fault_arguments(parser)
+
+
+def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    faults = parser.add_argument_group(
+        "fault injection",
+        "Deterministic network faults. Requests are numbered in the order received; "
+        "the first --close-before-headers of them are closed unanswered, the next "
+        "--fail-first get --fail-status, and the body faults count from there.",
+    )
+    faults.add_argument("--seed", type=int, default=0, help="seed of the random jitter (default 0)")
+    faults.add_argument(
+        "--drop-after-bytes",
+        metavar="N[,N...]",
+        help="close the connection after N body bytes: the first body request after the "
+        "first N, the second after the second N, ...; later ones are whole",
+    )
+    faults.add_argument(
+        "--stall-after-bytes",
+        type=int,
+        metavar="N",
+        help="pause the first body after N bytes, for --stall-ms",
+    )
+    faults.add_argument(
+        "--stall-ms", type=float, default=0.0, metavar="MS", help="length of the stall"
+    )
+    faults.add_argument(
+        "--stall-every-request",
+        action="store_true",
+        help="stall every body, not only the first",
+    )
+    faults.add_argument(
+        "--bandwidth-kbps",
+        type=float,
+        metavar="K",
+        help="send bodies through a link of K kbit/s (on top of --realtime-factor)",
+    )
+    faults.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        metavar="J",
+        help="hold each body piece back by a random 0..J ms (seeded by --seed)",
+    )
+    faults.add_argument(
+        "--fail-first",
+        type=int,
+        default=0,
+        metavar="K",
+        help="answer K requests with --fail-status and an OpenAI-style JSON error",
+    )
+    faults.add_argument(
+        "--fail-status",
+        type=int,
+        default=503,
+        metavar="S",
+        help=f"status of those errors: {', '.join(map(str, FAIL_STATUSES))} (default 503)",
+    )
+    faults.add_argument(
+        "--retry-after",
+        type=float,
+        metavar="SECONDS",
+        help="send Retry-After (and retry-after-ms) with those errors",
+    )
+    faults.add_argument(
+        "--close-before-headers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="close the connection of the first K requests without any response",
+    )
+    faults.add_argument(
+        "--truncate-after-bytes",
+        type=int,
+        metavar="N",
+        help="send the first body with a Content-Length for all of it, but close after N bytes",
+    )
+
+
+_FAULT_FIELDS = [f.name for f in dataclasses.fields(FaultPlan)]
+
+
+def fault_plan(args: argparse.Namespace) -> FaultPlan:
+    """The :class:`~trio_tts_stream.testing.FaultPlan` the ``serve`` options ask for.
+
+    Raises:
+        ConfigError: If an option is invalid; the message names the options.
+    """
+    try:
+        return FaultPlan(
+            seed=args.seed,
+            drop_after_bytes=(
+                () if args.drop_after_bytes is None else parse_byte_counts(args.drop_after_bytes)
+            ),
+            stall_after_bytes=args.stall_after_bytes,
+            stall_ms=args.stall_ms,
+            stall_every_request=args.stall_every_request,
+            bandwidth_kbps=args.bandwidth_kbps,
+            jitter_ms=args.jitter_ms,
+            fail_first=args.fail_first,
+            fail_status=args.fail_status,
+            retry_after=args.retry_after,
+            close_before_headers=args.close_before_headers,
+            truncate_after_bytes=args.truncate_after_bytes,
+        )
+    except ConfigError as exc:
+        message = re.sub(
+            r"\b(" + "|".join(_FAULT_FIELDS) + r")\b",
+            lambda m: "--" + m.group(1).replace("_", "-"),
+            str(exc),
+        )
+        if args.drop_after_bytes is not None and "byte counts" in message:
+            message = f"--drop-after-bytes: {message}"
+        raise ConfigError(message) from None
 
 
 async def run_serve(args: argparse.Namespace) -> None:
@@ -85,6 +202,7 @@ async def run_serve(args: argparse.Namespace) -> None:
             ssl_context.load_cert_chain(args.certfile, args.keyfile)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load the TLS certificate: {exc}") from exc
+    faults = fault_plan(args)
     try:
         async with open_test_server(
             host=args.host,
@@ -96,6 +214,7 @@ async def run_serve(args: argparse.Namespace) -> None:
             api_key=args.api_key,
             engine=args.engine,
             wav_exact_sizes=args.wav_exact_sizes,
+            faults=faults,
         ) as server:
             print(
                 f"serving OpenAI-compatible TTS on {server.base_url}", file=sys.stderr, flush=True

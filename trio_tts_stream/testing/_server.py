@@ -39,6 +39,22 @@ second of audio, so that a slow codec does not hold the event loop for long, and
 ``realtime_factor`` above the codec's speed (opus: ~75x on one core) falls behind the
 schedule instead of keeping it.
 
+Faults and audio files
+----------------------
+Each request gets a number (from 0, in the order received) and, from the server's
+:class:`~trio_tts_stream.testing.FaultPlan`, its faults (see :mod:`._faults`). A request
+closed or failed before its headers is recorded and then closed, or answered with the
+plan's status. For a body, the request's sans-IO :class:`~._faults.Shaper` turns piece
+``k`` and its due time into the writes that actually happen: delayed (jitter, stall,
+bandwidth) and maybe cut short, after which the connection is closed. Without faults the
+writes are the pieces at their due times, as above. A truncated speech body
+(``truncate_after_bytes``) is rendered in full first, for its ``Content-Length``.
+
+``GET {FILES_PATH}{name}`` serves a file registered with :meth:`TestServer.add_file` or
+:meth:`TestServer.audio_url` (the bytes of a speech response, in the same pieces) with
+``Content-Length``, ``ETag`` and ``Range`` (see :mod:`._ranges`); a range is the same
+pieces, cut at its ends, paced from ``ttfb_ms`` on. Faults apply to these bodies too.
+
 Engines
 -------
 An engine (:data:`_ENGINES`) makes int16 mono samples at :data:`SAMPLE_RATE` in two ways:
@@ -85,7 +101,7 @@ import trio.testing
 
 from .._exceptions import ConfigError
 from . import _espeak
-from ._faults import FaultPlan, RequestFaults, Shaper
+from ._faults import FaultPlan, Shaper
 from ._ranges import FullBody, NotSatisfiable, PartialBody, select_range, slice_pieces, strong_etag
 from ._tone import VOICES, tone_blocks, tone_frames
 
@@ -579,12 +595,13 @@ class RecordedRequest:
         status: The status code the server answered with (0 if it closed the connection
             without an answer, as a :class:`~trio_tts_stream.testing.FaultPlan` can make it).
         received_at: :func:`trio.current_time` when the request was fully received.
-        index: The request's number: its position in :attr:`TestServer.requests`, and
-            the number :meth:`FaultPlan.for_request` takes.
-        fault: The faults the response met, in words (``None`` if none): as
-            :meth:`RequestFaults.describe` says for a request closed or failed before its
-            headers; for a body, only those that hit it (a drop once it happened, a
-            stall once a byte after it went out). Filled in when the response is done.
+        index: The request's number, from 0 in the order received (its position in
+            :attr:`TestServer.requests`): the number
+            :meth:`~trio_tts_stream.testing.FaultPlan.for_request` takes.
+        fault: The faults the response met, in words (``None`` if none), as
+            :meth:`~trio_tts_stream.testing.RequestFaults.describe` puts them; for a
+            body only those that hit it (a drop once it happened, a stall once a byte
+            after it went out), filled in when the response is done.
     """
 
     method: str
@@ -807,7 +824,8 @@ class TestServer:
         host: The address it listens on.
         port: The TCP port it listens on.
         base_url: ``http://HOST:PORT/v1`` (``https`` with TLS): the OpenAI base URL.
-        requests: Every request received so far, oldest first.
+        requests: Every request received so far, oldest first (``requests[i].index``
+            is ``i``, unless the list was changed).
         errors: Unexpected exceptions of connection tasks (server bugs); a client that
             disconnects is not an error. Tests should check that it stays empty.
         open_connections: Connections currently being served.
@@ -822,6 +840,92 @@ class TestServer:
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     errors: list[Exception] = field(default_factory=list, repr=False)
     open_connections: int = 0
+    _files: dict[str, _File] = field(default_factory=dict, repr=False)
+    _received: int = field(default=0, repr=False)  # requests numbered so far
+
+    def add_file(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        byte_rate: float | None = None,
+    ) -> str:
+        """Serve ``body`` at ``GET {base_url}/audio/files/{name}``; return that URL.
+
+        The file is served with ``Content-Length``, ``Accept-Ranges: bytes`` and a
+        strong ``ETag`` (a hash of the body), without asking for the API key (like a
+        pre-signed URL), after ``ttfb_ms``, and with the server's faults. A ``GET``
+        with ``Range: bytes=N-``, ``bytes=N-M`` or ``bytes=-N`` gets a 206 with
+        ``Content-Range``, unless an ``If-Range`` does not match the ``ETag`` (then the
+        whole file, 200); a range that starts past the end gets a 416; several ranges,
+        or a ``Range`` that does not parse, get the whole file. Adding a name again
+        replaces the file.
+
+        Args:
+            name: Letters, digits, ``.``, ``_`` and ``-``, starting with a letter or
+                digit, at most 200 characters.
+            body: The file's bytes.
+            content_type: Its ``Content-Type``.
+            byte_rate: Bytes per second of audio: the body is then paced like a speech
+                response (pieces of ``chunk_ms`` of audio, at ``realtime_factor``); by
+                default it is one piece, sent at once.
+
+        Raises:
+            ValueError: If the name or ``byte_rate`` is invalid.
+        """
+        if not (isinstance(name, str) and _FILE_NAME.fullmatch(name)):
+            raise ValueError(
+                f"invalid file name {name!r}: use up to 200 letters, digits, '.', '_' and "
+                "'-', starting with a letter or digit"
+            )
+        if byte_rate is None:
+            pieces: tuple[bytes, ...] = (bytes(body),)
+        else:
+            if not (math.isfinite(byte_rate) and byte_rate > 0):
+                raise ValueError(f"byte_rate must be > 0, got {byte_rate!r}")
+            step = max(1, round(byte_rate * self._config.chunk_ms / 1000.0))
+            pieces = tuple(body[i : i + step] for i in range(0, len(body), step)) or (b"",)
+        self._add(name, pieces, content_type)
+        return self._file_url(name)
+
+    def audio_url(
+        self,
+        text: str,
+        voice: str = "alloy",
+        speed: float = 1.0,
+        response_format: str = "pcm",
+    ) -> str:
+        """A ``GET`` URL of the audio a speech request with these parameters gets.
+
+        The file's body is :meth:`render`'s (the same bytes), rendered now (in the calling
+        thread), and is sent in the same pieces at the same pace as a speech response
+        (``ttfb_ms``, ``chunk_ms``, ``realtime_factor``); a ``Range`` request starts at
+        ``ttfb_ms`` and keeps that pace from the piece its first byte is in. The URL is
+        the same for the same audio. See :meth:`add_file` for the headers.
+
+        Raises:
+            ValueError: If the voice, speed or format is not supported.
+        """
+        pieces = tuple(self._open_body(text, voice, speed, response_format))
+        etag = strong_etag(b"".join(pieces))
+        name = f"{self._config.engine.name}-{etag.strip(chr(34))[:20]}.{response_format}"
+        self._add(name, pieces, _FORMATS[response_format].content_type)
+        return self._file_url(name)
+
+    def _update(self, old: RecordedRequest, new: RecordedRequest) -> None:
+        """Replace ``old`` in :attr:`requests` by ``new`` (if the test left it there)."""
+        for i in range(len(self.requests) - 1, -1, -1):
+            if self.requests[i] is old:
+                self.requests[i] = new
+                return
+
+    def _add(self, name: str, pieces: tuple[bytes, ...], content_type: str) -> None:
+        body = b"".join(pieces)
+        self._files[name] = _File(pieces, content_type, strong_etag(body), len(body))
+
+    def _file_url(self, name: str) -> str:
+        return self.base_url.removesuffix("/v1") + FILES_PATH + name
 
     def render(
         self,
@@ -927,42 +1031,113 @@ class _Connection:
 
         body, complete = await self._read_body(headers.get("content-length"))
         received_at = trio.current_time()
-        parsed: Any = None
-        result: _SpeechRequest | _HTTPError
-        if target.split("?", 1)[0] != SPEECH_PATH:
-            result = _HTTPError(404, f"Unknown request URL: {method} {target}.", code="unknown_url")
-        elif method != "POST":
+        parsed, result = self._route(request, method, target, headers, body)
+        # The request's number, and so its faults, are fixed here.
+        index = self._server._received
+        self._server._received += 1
+        faults = self._config.faults.for_request(index)
+        if faults.fail_status is not None:
+            kind, code, message = faults.error()
             result = _HTTPError(
+                faults.fail_status, message, None, code, faults.error_headers(), kind
+            )
+        if faults.close_before_headers:
+            status = 0
+        elif isinstance(result, _HTTPError):
+            status = result.status
+        else:
+            partial_ = isinstance(result, _FileRequest) and isinstance(result.part, PartialBody)
+            status = 206 if partial_ else 200
+        record = RecordedRequest(
+            method,
+            target,
+            headers,
+            parsed,
+            body or b"",
+            status,
+            received_at,
+            index,
+            faults.describe() if faults.before_headers else None,
+        )
+        self._server.requests.append(record)
+        if faults.close_before_headers:
+            return False  # the caller closes the connection: no response at all
+        if isinstance(result, _HTTPError):
+            await self._send_error(result, close=not complete, head=head)
+            return complete
+        shaper = faults.shaper()
+        try:
+            if isinstance(result, _FileRequest):
+                await self._send_file(result, received_at, not complete, shaper, head=head)
+            else:
+                await self._send_speech(result, received_at, not complete, shaper)
+        finally:
+            applied = shaper.applied()
+            if applied is not None:
+                self._server._update(record, replace(record, fault=applied))
+        return complete and not shaper.cut
+
+    def _route(
+        self,
+        request: h11.Request,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes | None,
+    ) -> tuple[Any, _SpeechRequest | _FileRequest | _HTTPError]:
+        """What the request asks for: ``(parsed JSON body or None, request or error)``."""
+        path = target.split("?", 1)[0]
+        if path.startswith(FILES_PATH):
+            return None, self._route_file(method, path[len(FILES_PATH) :], headers)
+        if path != SPEECH_PATH:
+            return None, _HTTPError(
+                404, f"Unknown request URL: {method} {target}.", code="unknown_url"
+            )
+        if method != "POST":
+            return None, _HTTPError(
                 405,
                 f"Method {method} not allowed for {SPEECH_PATH}; use POST.",
                 code="method_not_allowed",
                 headers=(("allow", "POST"),),
             )
-        elif not self._authorized(request):
-            result = _HTTPError(
+        if not self._authorized(request):
+            return None, _HTTPError(
                 401,
                 "Incorrect or missing API key. Provide it as 'Authorization: Bearer KEY'.",
                 code="invalid_api_key",
                 headers=(("www-authenticate", "Bearer"),),
             )
-        elif body is None:
-            result = _HTTPError(
+        if body is None:
+            return None, _HTTPError(
                 413,
                 f"Request body too large: the limit is {self._config.max_body_bytes} bytes.",
                 code="request_too_large",
             )
-        else:
-            parsed, result = _parse_speech_request(body, self._config.engine)
+        return _parse_speech_request(body, self._config.engine)
 
-        status = result.status if isinstance(result, _HTTPError) else 200
-        self._server.requests.append(
-            RecordedRequest(method, target, headers, parsed, body or b"", status, received_at)
-        )
-        if isinstance(result, _HTTPError):
-            await self._send_error(result, close=not complete, head=head)
-        else:
-            await self._send_speech(result, received_at, close=not complete)
-        return complete
+    def _route_file(
+        self, method: str, name: str, headers: dict[str, str]
+    ) -> _FileRequest | _HTTPError:
+        if method not in ("GET", "HEAD"):
+            return _HTTPError(
+                405,
+                f"Method {method} not allowed for audio files; use GET or HEAD.",
+                code="method_not_allowed",
+                headers=(("allow", "GET, HEAD"),),
+            )
+        file = self._server._files.get(name)
+        if file is None:
+            return _HTTPError(404, f"No audio file named {_short(name)}.", code="file_not_found")
+        part = select_range(headers.get("range"), headers.get("if-range"), file.etag, file.size)
+        if isinstance(part, NotSatisfiable):
+            return _HTTPError(
+                416,
+                f"Range not satisfiable: {_short(headers.get('range'))}; the file has "
+                f"{file.size} bytes.",
+                code="range_not_satisfiable",
+                headers=(("content-range", part.content_range), ("accept-ranges", "bytes")),
+            )
+        return _FileRequest(file, part)
 
     def _authorized(self, request: h11.Request) -> bool:
         if self._config.api_key is None:
@@ -1020,7 +1195,9 @@ class _Connection:
         out += self._conn.send(h11.EndOfMessage()) or b""
         await self._send(out)
 
-    async def _send_speech(self, request: _SpeechRequest, received_at: float, close: bool) -> None:
+    async def _send_speech(
+        self, request: _SpeechRequest, received_at: float, close: bool, shaper: Shaper
+    ) -> None:
         config = self._config
         total, blocks = config.engine.stream(
             request.text, request.voice, request.speed, SAMPLE_RATE
@@ -1030,55 +1207,81 @@ class _Connection:
                 # The length goes into the header: synthesize everything first.
                 whole = [block async for block in blocks]
                 total = sum(len(block) for block in whole)
-                await self._send_body(request, received_at, close, total, _async_blocks(whole))
+                source = _async_blocks(whole)
             else:
-                await self._send_body(request, received_at, close, total or 0, blocks)
+                source = blocks
+            fmt = _FORMATS[request.response_format]
+            pieces = _Pieces(
+                fmt.encoder(_EncoderOptions(SAMPLE_RATE, total or 0, config.wav_exact_sizes)),
+                _chunk_frames(config.chunk_ms),
+            )
+            try:
+                if shaper.faults.truncate_after_bytes is not None:
+                    # A Content-Length for the whole body: render it all first.
+                    body = [piece async for block in source for piece in pieces.feed(block)]
+                    body += pieces.finish()
+                    headers = [("content-length", str(sum(len(p) for p in body)))]
+                    head = self._response_head(200, fmt.content_type, headers, close)
+                    await _PiecesSender(self, received_at, head, shaper).send_all(body)
+                    return
+                head = self._response_head(
+                    200, fmt.content_type, [("transfer-encoding", "chunked")], close
+                )
+                sender = _PiecesSender(self, received_at, head, shaper)
+                async for block in source:
+                    for piece in pieces.feed(block):
+                        if not await sender.send(piece):
+                            return
+                for piece in pieces.finish():
+                    if not await sender.send(piece):
+                        return
+            finally:
+                pieces.close()  # the client may have gone: release the encoder now
+            await sender.end()
 
-    async def _send_body(
-        self,
-        request: _SpeechRequest,
-        received_at: float,
-        close: bool,
-        total: int,
-        blocks: AsyncIterator[_Samples],
+    async def _send_file(
+        self, request: _FileRequest, received_at: float, close: bool, shaper: Shaper, *, head: bool
     ) -> None:
-        config = self._config
-        fmt = _FORMATS[request.response_format]
-        headers = [
-            ("content-type", fmt.content_type),
-            ("transfer-encoding", "chunked"),
-        ]
+        file, part = request.file, request.part
+        headers = [("accept-ranges", "bytes"), ("etag", file.etag)]
+        if isinstance(part, PartialBody):
+            status, pieces = 206, slice_pieces(file.pieces, part.start, part.stop)
+            headers += [("content-range", part.content_range)]
+            size = part.stop - part.start
+        else:
+            status, pieces, size = 200, list(file.pieces), file.size
+        headers.append(("content-length", str(size)))
+        response = self._response_head(status, file.content_type, headers, close)
+        if head:
+            await self._send(response + (self._conn.send(h11.EndOfMessage()) or b""))
+            return
+        await _PiecesSender(self, received_at, response, shaper).send_all(pieces)
+
+    def _response_head(
+        self, status: int, content_type: str, headers: list[tuple[str, str]], close: bool
+    ) -> bytes:
+        """The bytes of a response's status line and headers (sent with the first piece)."""
+        headers = [("content-type", content_type), *headers]
         if close:
             headers.append(("connection", "close"))
-        # The headers go out together with the first piece: the first byte is sent at
-        # ttfb_ms, not before.
-        response = self._conn.send(h11.Response(status_code=200, headers=headers)) or b""
-        sender = _PiecesSender(self, received_at, response)
-        pieces = _Pieces(
-            fmt.encoder(_EncoderOptions(SAMPLE_RATE, total, config.wav_exact_sizes)),
-            _chunk_frames(config.chunk_ms),
-        )
-        try:
-            async for block in blocks:
-                for piece in pieces.feed(block):
-                    await sender.send(piece)
-            for piece in pieces.finish():
-                await sender.send(piece)
-        finally:
-            pieces.close()  # the client may have gone: release the encoder now
-        await sender.end()
+        return self._conn.send(h11.Response(status_code=status, headers=headers)) or b""
 
 
 class _PiecesSender:
-    """Sends the pieces of one response body, each when it is due.
+    """Sends the pieces of one response body, each when it is due, through the faults.
 
-    Piece ``k`` is due at ``received_at + chunk_schedule(...)[k]``. Unpaced, the pieces are
-    sent in batches (a checkpoint at least every ``_SEND_AUDIO_MS`` of audio: encoding runs
-    in the connection's task, and a slow codec, such as opus at ~75x real time, must not
+    Piece ``k`` is due at ``received_at + chunk_schedule(...)[k]``; the request's
+    :class:`~._faults.Shaper` turns that into the times (and the cut) of the actual
+    writes. The headers (``head``) go out with the first write, so the first byte is
+    sent at ``ttfb_ms``, not before. Unpaced and without faults, the pieces are sent in
+    batches (a checkpoint at least every ``_SEND_AUDIO_MS`` of audio: encoding runs in
+    the connection's task, and a slow codec, such as opus at ~75x real time, must not
     hold the event loop for long).
     """
 
-    def __init__(self, connection: _Connection, received_at: float, head: bytes) -> None:
+    def __init__(
+        self, connection: _Connection, received_at: float, head: bytes, shaper: Shaper
+    ) -> None:
         self._connection = connection
         config = connection._config
         self._due = partial(
@@ -1088,28 +1291,47 @@ class _PiecesSender:
             realtime_factor=config.realtime_factor,
         )
         self._received_at = received_at
-        self._paced = config.realtime_factor is not None
+        self._shaper = shaper
+        # Every write on its own when its time matters.
+        self._paced = config.realtime_factor is not None or shaper.faults.shapes_body
         self._batch = max(1, round(_SEND_AUDIO_MS / config.chunk_ms))
         self._pending = bytearray(head)
-        self._sent = 0  # pieces handed to send()
+        self._pieces = 0  # pieces handed to send()
+        self._writes = 0
 
-    async def send(self, piece: bytes) -> None:
-        k = self._sent
-        self._sent += 1
-        deadline = self._received_at + self._due(k)
-        if trio.current_time() < deadline:
-            if k > 0:
+    async def send(self, piece: bytes) -> bool:
+        """Send the next piece when due; return ``False`` if the body was cut (close the
+        connection then, and send nothing more)."""
+        k = self._pieces
+        self._pieces += 1
+        for write in self._shaper.feed(self._due(k), piece):
+            n = self._writes
+            self._writes += 1
+            deadline = self._received_at + write.at
+            if trio.current_time() < deadline:
+                if n > 0:
+                    await self._flush()
+                await trio.sleep_until(deadline)
+            if write.data:
+                self._pending += self._connection._conn.send(h11.Data(data=write.data)) or b""
+            if write.close:
                 await self._flush()
-            await trio.sleep_until(deadline)
-        if piece:
-            self._pending += self._connection._conn.send(h11.Data(data=piece)) or b""
-        if (
-            k == 0
-            or self._paced
-            or len(self._pending) >= _SEND_SIZE
-            or self._sent % self._batch == 0
-        ):
-            await self._flush()
+                return False
+            if (
+                n == 0
+                or self._paced
+                or len(self._pending) >= _SEND_SIZE
+                or self._pieces % self._batch == 0
+            ):
+                await self._flush()
+        return True
+
+    async def send_all(self, pieces: Iterable[bytes]) -> None:
+        """Send ``pieces`` and end the body (unless it is cut)."""
+        for piece in pieces:
+            if not await self.send(piece):
+                return
+        await self.end()
 
     async def end(self) -> None:
         self._pending += self._connection._conn.send(h11.EndOfMessage()) or b""
