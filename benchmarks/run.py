@@ -667,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = Plan(**{**asdict(plan), "jobs": args.jobs})
     started = time.perf_counter()
     loads = {"start": _load()}
+    commit = _commit()  # what is checked out now is what the scenarios run
     text = text_for_seconds(plan.seconds)
     failed: list[str] = []
     formats, skipped_formats = _formats()
@@ -769,7 +770,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # -- the report -----------------------------------------------------------------
     versions = _versions()
-    commit = _commit()
     out: list[str] = [f"# trio_tts_stream benchmarks ({plan.name})", ""]
     out.append(
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "

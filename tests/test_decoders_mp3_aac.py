@@ -513,8 +513,8 @@ def test_mp3_concatenated_pipe_streams_decode_straight_through() -> None:
     assert decoder.streams == 1
     assert len(out) == sum(map(len, separate)) + 1105
     np.testing.assert_array_equal(out[: len(separate[0])], separate[0])
-    second = out[len(separate[0]) + 1105 :]
-    assert correlation(second[1200:], separate[1][1200:]) > 0.999
+    tail = out[len(separate[0]) + 1105 :]
+    assert correlation(tail[1200:], separate[1][1200:]) > 0.999
 
 
 @needs_ffmpeg
