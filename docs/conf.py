@@ -26,4 +26,5 @@ autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 nitpicky = False
 html_theme = "alabaster"
-exclude_patterns = ["_build"]
+# _bench_results.rst is included by benchmarks.rst, not a page of its own.
+exclude_patterns = ["_build", "_bench_results.rst"]
