@@ -39,9 +39,13 @@ def test_rebuffer_threshold_grows_within_a_stream() -> None:
     ctl = tts.PlaybackController(0.0, start_ms=100, rebuffer_ms=200, growth=1.5, max_ms=400)
     ctl.buffer_level(100, 0.1)
     ctl.underrun(0.2)
-    assert ctl.rebuffer_ms == 300
-    ctl.buffer_level(300, 0.3)
+    assert ctl.rebuffer_ms == 200  # the first gap waits for rebuffer_ms itself
+    assert ctl.buffer_level(199, 0.25) is None
+    ctl.buffer_level(200, 0.3)
     ctl.underrun(0.4)
+    assert ctl.rebuffer_ms == 300
+    ctl.buffer_level(300, 0.5)
+    ctl.underrun(0.6)
     assert ctl.rebuffer_ms == 400  # capped
 
 

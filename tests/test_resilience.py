@@ -298,3 +298,23 @@ def test_overlap_skipper_any_blocking() -> None:
     skipper = OverlapSkipper(digest.frames, digest.crc)
     assert skipper.feed(other) is None
     assert skipper.verdict is Verdict.MISMATCH
+
+
+async def test_a_slow_first_byte_is_not_a_stall(
+    autojump_clock: trio.abc.Clock, tmp_path: Path
+) -> None:
+    """A server that thinks for 5 s before its first audio byte is waited for (read
+    timeout), not treated as stalled (stall_timeout_s applies once audio flows)."""
+    data = speech(0.5)
+
+    class Thinking(Body):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            await trio.sleep(5.0)
+            async for piece in super().__aiter__():
+                yield piece
+
+    client, seen = client_for(lambda n, r: httpx.Response(200, stream=Thinking(data)))
+    report = await play_to_wav(REQUEST, client, tmp_path / "o.wav")
+    assert len(seen) == 1
+    assert report.stalls == 0
+    assert wav_bytes(tmp_path / "o.wav") == data

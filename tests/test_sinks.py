@@ -212,3 +212,9 @@ async def test_unknown_device_is_audio_device_error(audio_rig: object) -> None:
     async with tts.SoundDeviceSink("no-such-device-anywhere") as sink:
         with pytest.raises(tts.AudioDeviceError, match="devices"):
             await sink.open(FMT)
+
+
+async def test_sinks_must_be_entered(tmp_path: Path) -> None:
+    for sink in (tts.WavFileSink(tmp_path / "x.wav"), tts.SoundDeviceSink()):
+        with pytest.raises(tts.AudioDeviceError, match="async with"):
+            await sink.open(FMT)

@@ -2,8 +2,9 @@
 
 Policy (numbers are the defaults):
 
-* **Within a stream** (:class:`~._state.PlaybackController`): every underrun multiplies the
-  rebuffer threshold by ``underrun_growth`` (1.5), capped by the buffer's capacity.
+* **Within a stream** (:class:`~._state.PlaybackController`): the first underrun rebuffers
+  ``rebuffer_ms`` (300 ms); every further one multiplies that by ``underrun_growth`` (1.5),
+  capped by the buffer's capacity.
 * **Across streams** (:class:`AdaptiveBuffering`, used by :class:`~._player.Player`): after
   each utterance the start threshold for the next one moves with what was measured:
 

@@ -131,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="output buffer capacity, seconds (default 2.0)",
     )
-    say.add_argument("--chunk-size", type=_positive_int, help="bytes per read (default 4096)")
+    say.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        help="most bytes handed to the decoder at once; never a wait (default 4096)",
+    )
     say.add_argument("--ca-file", help="trust this CA bundle (PEM) for https")
     say.add_argument(
         "--stall-timeout",

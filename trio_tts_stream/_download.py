@@ -250,8 +250,10 @@ def map_http_errors(url: str) -> Iterator[None]:
         ) from exc
     except httpx.TransportError as exc:
         if _is_tls_failure(exc):
+            reason = next((str(e) for e in _causes(exc) if str(e)), type(exc).__name__)
             raise TLSError(
-                f"TLS failed for {url}: {exc}. Check the certificate (or pass a CA bundle)."
+                f"TLS failed for {url}: {reason}. Check the certificate (or pass a CA bundle "
+                "with --ca-file)."
             ) from exc
         detail = str(exc) or type(exc).__name__
         if _is_dns_failure(exc):
@@ -501,11 +503,17 @@ class _Download:
 
     async def _read(self, stream: ByteStream) -> None:
         stall = self.config.stall_timeout_s
+        # A slow server may think for a while before its first audio byte (a CPU TTS
+        # model): that wait gets the read timeout; once audio flows, a pause longer than
+        # stall_timeout_s is a stall.
+        first = max(stall, self.config.read_timeout_s)
         async with aclosing(stream.chunks) as chunks:
             iterator = aiter(chunks)
+            got_any = False
             while True:
-                with trio.move_on_after(stall) as scope:
+                with trio.move_on_after(stall if got_any else first) as scope:
                     chunk = await anext(iterator, None)
+                got_any = True
                 if scope.cancelled_caught:
                     self.result.stalls += 1
                     raise StreamTimeout(

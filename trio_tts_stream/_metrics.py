@@ -82,8 +82,8 @@ class PlaybackReport:
         restarted: The utterance was started again after a mismatching re-request.
         delivery_ratio: Seconds of audio received per second of download (first to last
             byte): above 1 the link is faster than real time.
-        start_threshold_ms: The initial buffer actually used (the adaptive policy may
-            differ from ``buffer_ms``).
+        start_threshold_ms: The initial buffer this playback used (a :class:`Player`
+            sets it from its adaptive policy; otherwise ``buffer_ms``).
         timeline: Every state change.
     """
 

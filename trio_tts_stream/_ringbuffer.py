@@ -187,11 +187,14 @@ class PlayoutStatistics:
 class Playout:
     """The consumer's real-time logic around a :class:`RingBuffer`.
 
-    Every attribute has one writer. Trio writes ``gate`` and ``gate_gen`` (bumped by each
-    :meth:`set_gate`); the consumer writes ``starved_gen``: on an underrun it records the
-    generation of the gate it found running, and the output counts as paused while that
-    generation is current. A gate change that races with an underrun therefore wins, and
-    is never lost.
+    Every decision-carrying field has one writer. Trio writes ``gate`` and ``gate_gen``
+    (bumped by each :meth:`set_gate`), mark positions and discard requests; the consumer
+    writes ``starved_gen``, the read index, mark times and the counters. On an underrun the
+    consumer records the generation of the gate it found running, and the output counts as
+    paused while that generation is current: a gate change that races with an underrun
+    wins and is never lost. ``want_space`` is a handshake (trio sets it, the consumer
+    clears it and wakes; trio re-checks after setting it), and the buffer-level statistics
+    may lose one sample when trio resets them mid-block.
 
     Args:
         capacity: Ring capacity in frames.
@@ -225,9 +228,9 @@ class Playout:
         self.reset_level()
         # Marks: frame position -> time it is heard (NaN until stamped). Fixed arrays so
         # the consumer never allocates.
+        # trio writes _mark_pos (and clears the time first), the consumer only the time.
         self._mark_pos = np.full(_MAX_MARKS, -1, dtype=np.int64)
         self._mark_time = np.full(_MAX_MARKS, np.nan, dtype=np.float64)
-        self._unstamped = 0
 
     # -- trio side -------------------------------------------------------------
 
@@ -259,7 +262,6 @@ class Playout:
         i = int(free[0])
         self._mark_time[i] = np.nan
         self._mark_pos[i] = position
-        self._unstamped += 1
 
     def mark_time(self, position: int) -> float | None:
         """When frame ``position`` was heard (consumer's clock), or ``None`` if not yet."""
@@ -272,8 +274,6 @@ class Playout:
     def unmark(self, position: int) -> None:
         """Free the slot of ``position`` (stamped or not)."""
         for i in np.flatnonzero(self._mark_pos == position):
-            if self._mark_time[i] != self._mark_time[i]:
-                self._unstamped -= 1
             self._mark_pos[i] = -1
 
     def discard(self) -> int:
@@ -351,11 +351,11 @@ class Playout:
             if self.want_space:
                 self.want_space = False
                 self.wake()
-            if self._unstamped:
+            marks = self._mark_pos
+            if marks.max() >= first_pos:  # any mark at or after this block?
                 last_pos = first_pos + got
                 for i in range(_MAX_MARKS):
-                    pos = self._mark_pos[i]
+                    pos = marks[i]
                     if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:
                         self._mark_time[i] = heard + (pos - first_pos) / self.sample_rate
-                        self._unstamped -= 1
                         self.wake()

@@ -245,6 +245,12 @@ class _PlayoutSink(AudioSink):
     async def open(self, fmt: AudioFormat) -> None:
         if self._closed:
             raise AudioDeviceError("the sink is closed; create a new one")
+        if self._stack is None:
+            name = type(self).__name__
+            raise AudioDeviceError(
+                f"use the sink as `async with {name}(...) as sink:` so that it is closed "
+                "(and, for a file, finished) when you are done"
+            )
         if fmt == self._fmt:
             return
         if self._playout is not None:

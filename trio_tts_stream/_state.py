@@ -172,8 +172,10 @@ class PlaybackController:
         now: The start time.
         start_ms: Buffered audio needed to start playing.
         rebuffer_ms: Buffered audio needed to resume after an underrun.
-        growth: Each underrun multiplies ``rebuffer_ms`` by this (1.0: fixed), so a link
-            that keeps running dry gets longer, rarer gaps instead of many short ones.
+        growth: Each underrun after the first multiplies ``rebuffer_ms`` by this (1.0:
+            fixed): the first gap waits for ``rebuffer_ms``, the next for 1.5 times that,
+            ..., so a link that keeps running dry gets longer, rarer gaps instead of many
+            short ones.
         max_ms: Cap for the grown threshold (the buffer's capacity).
     """
 
@@ -191,6 +193,7 @@ class PlaybackController:
         self.rebuffer_ms = rebuffer_ms
         self.growth = growth
         self.max_ms = max_ms
+        self.underruns = 0
 
     @property
     def state(self) -> PlaybackState:
@@ -214,11 +217,13 @@ class PlaybackController:
         return None
 
     def underrun(self, now: float) -> Cause | None:
-        """The output ran dry while playing (ignored outside ``PLAYING``); the rebuffer
-        threshold grows by ``growth`` up to ``max_ms``."""
+        """The output ran dry while playing (ignored outside ``PLAYING``); from the second
+        underrun on, the rebuffer threshold grows by ``growth`` up to ``max_ms``."""
         if self.machine.state is PlaybackState.PLAYING:
             self.machine.fire(Cause.UNDERRUN, now)
-            self.rebuffer_ms = min(self.max_ms, max(self.rebuffer_ms * self.growth, 0.0))
+            self.underruns += 1
+            if self.underruns > 1:
+                self.rebuffer_ms = min(self.max_ms, self.rebuffer_ms * self.growth)
             return Cause.UNDERRUN
         return None
 
