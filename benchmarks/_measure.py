@@ -206,6 +206,7 @@ class ServerProcess:
         realtime_factor: Multiple of real time at which audio is released; ``None`` for as
             fast as the client reads.
         chunk_ms: Audio per HTTP chunk.
+        extra_args: More ``serve`` options (the fault flags: ``--bandwidth-kbps``, ...).
         timeout: Seconds to wait for the announcement.
     """
 
@@ -215,6 +216,7 @@ class ServerProcess:
         ttfb_ms: float = 0.0,
         realtime_factor: float | None = None,
         chunk_ms: float = 20.0,
+        extra_args: Sequence[str] = (),
         timeout: float = 20.0,
     ) -> None:
         self.argv = [
@@ -231,6 +233,7 @@ class ServerProcess:
         ]
         if realtime_factor is not None:
             self.argv += ["--realtime-factor", f"{realtime_factor:g}"]
+        self.argv += list(extra_args)
         self.timeout = timeout
         self.base_url = ""
         self._process: subprocess.Popen[str] | None = None

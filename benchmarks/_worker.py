@@ -19,6 +19,16 @@ Commands:
 * ``speaker``: like ``latency`` but into a :class:`~trio_tts_stream.SoundDeviceSink` (a
   PulseAudio null sink), recording the sink's monitor with ``parec`` to find when the
   first sample was really played.
+* ``network``: speak a text ``--utterances`` times in a row over a degraded link (the
+  server's fault flags) into a :class:`~trio_tts_stream.NullSink`, with ``--buffering``
+  ``fixed`` (a plain :func:`~trio_tts_stream.play` per utterance with
+  ``StreamConfig(underrun_growth=1.0)``), ``default`` (the same with the default
+  ``StreamConfig``) or ``adaptive`` (one :func:`~trio_tts_stream.open_player` for all
+  utterances). Per utterance: the report's start threshold, TTFA, underruns, underrun
+  time, reconnects, stalls, delivery ratio, the wall time of the call and a SHA-256 of
+  the samples handed to the sink. With ``--wav PATH`` the sink is a
+  :class:`~trio_tts_stream.WavFileSink` instead, and the SHA-256 of the file's samples
+  is returned.
 * ``decode``: no network and no trio. For each ``--body FORMAT=PATH`` (a response body
   the runner rendered), decode it with ``create_decoder(FORMAT)`` in ``--chunk-size``
   pieces, once to warm up and ``--repeats`` times measured: wall and CPU time per pass,
@@ -29,6 +39,8 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -36,11 +48,14 @@ import subprocess
 import sys
 import threading
 import time
+import wave
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import numpy as np
 import trio
+import trio.lowlevel
 import trio.testing
 from _measure import peak_rss_mib, rss_mib
 
@@ -141,6 +156,142 @@ async def _latency(args: argparse.Namespace) -> dict[str, Any]:
         "rss_end_mib": rss_mib(),
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+# --------------------------------------------------------------------------------------
+# network
+
+
+class _HashingNullSink(tts.NullSink):
+    """A :class:`~trio_tts_stream.NullSink` that hashes every frame the player writes."""
+
+    def __init__(self, *, buffer_s: float) -> None:
+        super().__init__(buffer_s=buffer_s)
+        self.digest = hashlib.sha256()
+        self.frames = 0
+
+    def write_nowait(self, block: tts.Block) -> int:
+        n = super().write_nowait(block)
+        self.digest.update(np.ascontiguousarray(block[:n]).tobytes())
+        self.frames += n
+        return n
+
+
+async def _warmup_bytes() -> AsyncIterator[bytes]:
+    """0.4 s of a quiet 24 kHz s16 tone: exercises the player without the server."""
+    t = np.arange(9600) / 24000
+    pcm = (1000 * np.sin(2 * np.pi * 220 * t)).astype("<i2").tobytes()
+    for i in range(0, len(pcm), 4096):
+        yield pcm[i : i + 4096]
+        await trio.lowlevel.checkpoint()
+
+
+def _stalled_ms(report: tts.PlaybackReport, wall_s: float) -> float | None:
+    """Request-to-end wall time minus TTFA minus the audio: the silence after the first
+    sample, timed from outside the library."""
+    if report.ttfa_ms is None:
+        return None
+    return wall_s * 1000 - report.ttfa_ms - report.audio_s * 1000
+
+
+def _rebuffering_ms(report: tts.PlaybackReport) -> float:
+    """Time spent in the rebuffering state, from the report's timeline."""
+    total = 0.0
+    entries = report.timeline
+    for entry, after in itertools.pairwise(entries):
+        if entry.state is tts.PlaybackState.REBUFFERING:
+            total += after.t_ms - entry.t_ms
+    return total
+
+
+def _wav_sha256(path: str) -> tuple[str, int]:
+    """SHA-256 of a WAV file's sample data, and its frame count."""
+    with wave.open(path, "rb") as f:
+        frames = f.getnframes()
+        data = f.readframes(frames)
+    return hashlib.sha256(data).hexdigest(), frames
+
+
+async def _network(args: argparse.Namespace) -> dict[str, Any]:
+    buffering: str = args.buffering
+    config = tts.StreamConfig(underrun_growth=1.0) if buffering == "fixed" else tts.StreamConfig()
+    text: str = args.text
+    timer = _HeaderTimer()
+    utterances: list[dict[str, Any]] = []
+
+    async with _client(config, timer) as client:
+        # Warm up the player's code paths without a request to the server (whose fault
+        # plan counts requests); --warmup also speaks a short text over HTTP.
+        async with tts.NullSink(buffer_s=config.max_buffer_s) as warm_sink:
+            await tts.play(_warmup_bytes(), sink=warm_sink, config=config, response_format="pcm")
+            if args.warmup:
+                await tts.speak(
+                    WARMUP_TEXT,
+                    base_url=args.base_url,
+                    api_key="",
+                    sink=warm_sink,
+                    config=config,
+                    client=client,
+                )
+        request = tts.SpeechRequest(text, base_url=args.base_url, api_key="")
+        sink: tts.NullSink | tts.WavFileSink
+        if args.wav:
+            sink = tts.WavFileSink(args.wav, buffer_s=config.max_buffer_s)
+        else:
+            sink = _HashingNullSink(buffer_s=config.max_buffer_s)
+        async with (
+            sink,
+            tts.open_player(
+                sink=sink, config=config, client=client, base_url=args.base_url, api_key=""
+            ) as player,
+        ):
+            for index in range(args.utterances):
+                if isinstance(sink, _HashingNullSink):
+                    sink.digest, sink.frames = hashlib.sha256(), 0
+                start_ms = player.start_ms if buffering == "adaptive" else config.buffer_ms
+                error: str | None = None
+                wall0 = time.perf_counter()
+                try:
+                    if buffering == "adaptive":
+                        report = await player.play(request)
+                    else:
+                        report = await tts.play(request, sink=sink, config=config, client=client)
+                except tts.TTSStreamError as exc:
+                    if exc.report is None:
+                        raise
+                    report, error = exc.report, str(exc)
+                wall_s = time.perf_counter() - wall0
+                entry = {
+                    **_report_fields(report),
+                    "index": index,
+                    "error": error,
+                    "planned_start_ms": start_ms,
+                    "start_threshold_ms": report.start_threshold_ms,
+                    "delivery_ratio": report.delivery_ratio,
+                    "reconnects": report.reconnects,
+                    "retries": report.retries,
+                    "stalls": report.stalls,
+                    "skipped_overlap_frames": report.skipped_overlap_frames,
+                    "restarted": report.restarted,
+                    "wall_s": wall_s,
+                    "stalled_ms": _stalled_ms(report, wall_s),
+                    "rebuffering_ms": _rebuffering_ms(report),
+                    "timeline": [
+                        [round(e.t_ms, 1), e.state.value, e.cause] for e in report.timeline
+                    ],
+                }
+                if isinstance(sink, _HashingNullSink):
+                    entry["written_sha256"] = sink.digest.hexdigest()
+                    entry["written_frames"] = sink.frames
+                utterances.append(entry)
+    out: dict[str, Any] = {
+        "buffering": buffering,
+        "text_chars": len(text),
+        "utterances": utterances,
+    }
+    if args.wav:
+        out["wav_sha256"], out["wav_frames"] = _wav_sha256(args.wav)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -447,9 +598,18 @@ def main() -> None:
     longstream.add_argument("--audio-s", type=float, required=True, help="expected length")
     longstream.add_argument("--sample-every", type=float, default=5.0, help="virtual seconds")
     sub.choices["speaker"].add_argument("--monitor", default="out.monitor")
+    network = sub.add_parser("network")
+    network.add_argument("--base-url", required=True)
+    network.add_argument("--text", required=True, help="what to speak")
+    network.add_argument("--utterances", type=int, default=3, help="utterances in a row")
+    network.add_argument("--buffering", choices=("fixed", "default", "adaptive"), default="default")
+    network.add_argument("--warmup", action="store_true", help="speak a warm-up text first")
+    network.add_argument("--wav", metavar="PATH", help="play into a WavFileSink at PATH")
     args = parser.parse_args()
     if args.command == "latency":
         result = trio.run(_latency, args)
+    elif args.command == "network":
+        result = trio.run(_network, args)
     elif args.command == "decode":
         result = _decode(args)
     elif args.command == "longstream":
