@@ -189,7 +189,6 @@ def test_recorder_starts_empty() -> None:
     assert rec.decode_ms() == (None, None)
     assert rec.bytes_received == 0
     assert rec.frames_decoded == 0
-    assert rec.reconnects == 0
 
 
 def test_request_time_is_the_first_request() -> None:

@@ -449,7 +449,7 @@ class _Download:
                 break
             except _Restart:
                 self.result.restarted = True
-                self._reset(keep_played=False)
+                self._reset()
                 continue
             except SourceError as exc:
                 if self.digest.frames > progress:
@@ -462,23 +462,22 @@ class _Download:
                     raise
                 if self.digest.frames and config.streaming:
                     self.result.reconnects += 1
-                    self.metrics.reconnects += 1
                 else:
                     self.result.retries += 1
-                    self._reset(keep_played=False)
+                    self._reset()
                 await trio.sleep(delay)
         await self._finish()
 
-    def _reset(self, *, keep_played: bool) -> None:
-        """Forget the current response; unless ``keep_played``, also what was sent."""
+    def _reset(self) -> None:
+        """Start over: forget the current response and everything sent (only used when
+        nothing was played yet, or to restart the utterance)."""
         self.decoder = None
         self.skipper = None
         self.head = b""
         self.body = None
         self.bytes_fed = 0
-        if not keep_played:
-            self.held = []
-            self.digest = PrefixDigest()
+        self.held = []
+        self.digest = PrefixDigest()
 
     async def _attempt(self) -> None:
         resume_from = self.bytes_fed if (self.decoder is not None and self.accepts_ranges) else 0

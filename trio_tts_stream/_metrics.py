@@ -151,7 +151,6 @@ class MetricsRecorder:
     #: A uniform random sample (reservoir) of at most ``DECODE_SAMPLE`` call times, so
     #: memory stays bounded however long the stream (a plain list grew ~10 MiB/hour).
     decode_sample: list[float] = field(default_factory=list)
-    reconnects: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def on_request(self, now: float) -> None:

@@ -339,7 +339,7 @@ class Playback:
             throughput_kbps=m.throughput_kbps(),
             decode_ms_mean=decode_mean,
             decode_ms_p95=decode_p95,
-            reconnects=m.reconnects,
+            reconnects=result.reconnects,
             frames_played=frames_played,
             audio_s=m.frames_decoded / fmt.sample_rate if fmt else 0.0,
             decode_errors=result.decode_errors,
