@@ -50,6 +50,7 @@ import threading
 import time
 import wave
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -215,6 +216,8 @@ def _wav_sha256(path: str) -> tuple[str, int]:
 async def _network(args: argparse.Namespace) -> dict[str, Any]:
     buffering: str = args.buffering
     config = tts.StreamConfig(underrun_growth=1.0) if buffering == "fixed" else tts.StreamConfig()
+    if args.max_buffer_s is not None:
+        config = config.replace(max_buffer_s=args.max_buffer_s)
     text: str = args.text
     timer = _HeaderTimer()
     utterances: list[dict[str, Any]] = []
@@ -239,20 +242,20 @@ async def _network(args: argparse.Namespace) -> dict[str, Any]:
             sink = tts.WavFileSink(args.wav, buffer_s=config.max_buffer_s)
         else:
             sink = _HashingNullSink(buffer_s=config.max_buffer_s)
-        async with (
-            sink,
-            tts.open_player(
-                sink=sink, config=config, client=client, base_url=args.base_url, api_key=""
-            ) as player,
-        ):
+        async with sink, AsyncExitStack() as stack:
+            player: tts.Player | None = None
+            if buffering == "adaptive":
+                player = await stack.enter_async_context(
+                    tts.open_player(sink=sink, config=config, client=client)
+                )
             for index in range(args.utterances):
                 if isinstance(sink, _HashingNullSink):
                     sink.digest, sink.frames = hashlib.sha256(), 0
-                start_ms = player.start_ms if buffering == "adaptive" else config.buffer_ms
+                start_ms = config.buffer_ms if player is None else player.start_ms
                 error: str | None = None
                 wall0 = time.perf_counter()
                 try:
-                    if buffering == "adaptive":
+                    if player is not None:
                         report = await player.play(request)
                     else:
                         report = await tts.play(request, sink=sink, config=config, client=client)
@@ -288,6 +291,8 @@ async def _network(args: argparse.Namespace) -> dict[str, Any]:
         "buffering": buffering,
         "text_chars": len(text),
         "utterances": utterances,
+        "cpu_s": time.process_time(),
+        "peak_rss_mib": peak_rss_mib(),
     }
     if args.wav:
         out["wav_sha256"], out["wav_frames"] = _wav_sha256(args.wav)
@@ -603,6 +608,7 @@ def main() -> None:
     network.add_argument("--text", required=True, help="what to speak")
     network.add_argument("--utterances", type=int, default=3, help="utterances in a row")
     network.add_argument("--buffering", choices=("fixed", "default", "adaptive"), default="default")
+    network.add_argument("--max-buffer-s", type=float, help="StreamConfig.max_buffer_s")
     network.add_argument("--warmup", action="store_true", help="speak a warm-up text first")
     network.add_argument("--wav", metavar="PATH", help="play into a WavFileSink at PATH")
     args = parser.parse_args()

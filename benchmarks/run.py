@@ -1,10 +1,12 @@
-"""Benchmarks of trio_tts_stream: latency, CPU and memory, streaming vs buffered, per format.
+"""Benchmarks of trio_tts_stream: latency, CPU and memory, streaming vs buffered, per format,
+and over a degraded network.
 
 Usage::
 
-    python benchmarks/run.py                  # the full suite (about 4 minutes)
-    python benchmarks/run.py --quick          # a smoke run (under 40 seconds)
+    python benchmarks/run.py                  # the full suite (about 6 minutes)
+    python benchmarks/run.py --quick          # a smoke run (about a minute)
     python benchmarks/run.py --json out.json  # also write every measurement as JSON
+    python benchmarks/run.py --only network   # one section (or several, comma-separated)
     nox -s bench -- --quick                   # the same through nox
 
 Prints a markdown report on stdout (progress goes to stderr). See benchmarks/README.md
@@ -43,6 +45,27 @@ from _measure import (
     run_worker,
     text_for_seconds,
 )
+from _network import (
+    BUFFERINGS,
+    JITTER_FACTOR,
+    JITTER_SEED,
+    PCM_KBPS,
+    RESILIENCE_CASES,
+    Buffering,
+    Link,
+    convergence_lines,
+    jitter_summary,
+    link_estimate_s,
+    link_scenario,
+    link_table,
+    network_failures,
+    network_method,
+    resilience_estimate_s,
+    resilience_scenario,
+    resilience_table,
+    same_audio_line,
+    timeline_note,
+)
 
 import trio_tts_stream as tts
 
@@ -55,6 +78,8 @@ FORMATS = ("pcm", "wav", "mp3", "aac", "flac", "opus")
 """Every OpenAI ``response_format``, in the order of the per-format tables."""
 DECODE_CHUNK = 4096
 """Bytes per ``decode()`` call in the decode-cost benchmark (the player's default read)."""
+SECTIONS = ("latency", "formats", "speaker", "network", "memory", "decode")
+"""What ``--only`` can select (default: all)."""
 LONG_SPEED = 0.25
 """Speech speed of the long streams: the tone engine then speaks 2308 characters (under the
 server's 4096-character limit) for 10 minutes."""
@@ -78,7 +103,16 @@ class Plan:
         format_factors: Real-time factors of the per-format latency scenarios.
         decode_seconds: Audio decoded per format in the decode-cost benchmark.
         decode_repeats: Measured decodes per format (after one warm-up).
+        net_seconds: Audio per utterance in the network scenarios.
+        net_utterances: Utterances in a row per network link and buffering.
+        net_bandwidths: Link bandwidths, in multiples of the stream's bitrate.
+        net_jitters: Jitter of the jitter scenarios, in ms.
+        net_big_ring_s: If set, the slowest bandwidth is also played adaptively with this
+            ``max_buffer_s`` (a ring that can hold the head start it needs).
+        resilience_factors: Server real-time factors of the drop and stall scenarios.
         jobs: Scenarios run at the same time (each in its own processes).
+        net_jobs: Network scenarios run at the same time (they wait on the real clock
+            most of the time: each client uses a few % of a core).
     """
 
     name: str
@@ -94,7 +128,14 @@ class Plan:
     format_factors: tuple[float, ...]
     decode_seconds: float
     decode_repeats: int
+    net_seconds: float
+    net_utterances: int
+    net_bandwidths: tuple[float, ...]
+    net_jitters: tuple[float, ...]
+    net_big_ring_s: float | None
+    resilience_factors: tuple[float, ...]
     jobs: int
+    net_jobs: int
 
 
 FULL = Plan(
@@ -111,7 +152,14 @@ FULL = Plan(
     format_factors=(2.0, 6.5),
     decode_seconds=60.0,
     decode_repeats=5,
+    net_seconds=10.0,
+    net_utterances=3,
+    net_bandwidths=(0.8, 1.0, 1.5, 3.0),
+    net_jitters=(0.0, 50.0, 150.0, 300.0),
+    net_big_ring_s=4.0,
+    resilience_factors=(1.5, 6.5),
     jobs=6,
+    net_jobs=8,
 )
 QUICK = Plan(
     name="quick",
@@ -127,7 +175,14 @@ QUICK = Plan(
     format_factors=(2.0,),
     decode_seconds=60.0,
     decode_repeats=2,
+    net_seconds=3.0,
+    net_utterances=2,
+    net_bandwidths=(0.8, 3.0),
+    net_jitters=(300.0,),
+    net_big_ring_s=None,
+    resilience_factors=(1.5,),
     jobs=6,
+    net_jobs=8,
 )
 
 
@@ -549,10 +604,18 @@ def ring_ceiling_mib(config: tts.StreamConfig) -> float:
     return (ring + queue + config.chunk_size) / 2**20
 
 
-def method_text(plan: Plan, latency_audio_s: float, format_audio_s: float) -> str:
-    """The method, as a markdown list (printed under the tables)."""
+def method_text(
+    plan: Plan,
+    latency_audio_s: float,
+    format_audio_s: float,
+    sections: Sequence[str] = SECTIONS,
+) -> str:
+    """The method of the ``sections`` run, as a markdown list (printed under the tables)."""
     config = tts.StreamConfig()
     longest = _duration(max(plan.long_seconds))
+    network = network_method(
+        plan.net_seconds, plan.net_utterances, plan.net_bandwidths, plan.net_jitters
+    )
     bullets = [
         "Server: `python -m trio_tts_stream serve` in its own process (its CPU is not "
         f"counted), tone engine, 24 kHz mono s16 `pcm` in 20 ms HTTP chunks, first byte "
@@ -607,8 +670,16 @@ def method_text(plan: Plan, latency_audio_s: float, format_audio_s: float) -> st
         "of virtual time; growth is from the sample at which 1 minute had been played to "
         "the end of playback. The documented buffer ceiling (ring + block queue + one read) "
         f"is {ring_ceiling_mib(config):.2f} MiB here.",
+        *network,
+        f"The network scenarios ({plan.net_jobs} at a time, longest first, each its own "
+        "server and client process, each client using a few % of a core) run after the "
+        "latency, per-format and speaker scenarios and before the memory ones.",
     ]
-    return "Method:\n\n" + "\n".join(f"- {b}" for b in bullets) + "\n"
+    phase1 = ("latency", "formats", "speaker")
+    tags = [phase1] * 6 + [("formats",), phase1, ("decode",), ("memory",)]
+    tags += [("network",)] * (len(network) + 1)
+    chosen = [b for b, tag in zip(bullets, tags, strict=True) if set(tag) & set(sections)]
+    return "Method:\n\n" + "\n".join(f"- {b}" for b in chosen) + "\n"
 
 
 def _versions() -> dict[str, str]:
@@ -643,92 +714,161 @@ def _commit() -> str | None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark trio_tts_stream: TTFA, CPU and memory, streaming vs buffered."
+        description="Benchmark trio_tts_stream: TTFA, CPU and memory, streaming vs buffered, "
+        "per format, and over a degraded network."
     )
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (< 30 s)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (about a minute)")
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the results as JSON")
     parser.add_argument("--runs", type=int, help="measured runs per latency scenario")
-    parser.add_argument("--jobs", type=int, help="scenarios run at the same time (default 4)")
+    parser.add_argument(
+        "--jobs", type=int, help="scenarios run at the same time (default 6, network 8)"
+    )
     parser.add_argument("--no-speaker", action="store_true", help="skip the PulseAudio speaker run")
+    parser.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    args.sections = SECTIONS
+    if args.only is not None:
+        chosen = tuple(s.strip() for s in args.only.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in SECTIONS]
+        if unknown or not chosen:
+            parser.error(f"--only takes sections of: {', '.join(SECTIONS)}")
+        args.sections = tuple(s for s in SECTIONS if s in chosen)
+    if args.no_speaker:
+        args.sections = tuple(s for s in args.sections if s != "speaker")
     return args
+
+
+def network_tasks(plan: Plan) -> list[tuple[float, str, Callable[[], dict[str, Any]]]]:
+    """The network scenarios: (estimated seconds, name, function)."""
+    links = [Link("bandwidth", b) for b in plan.net_bandwidths]
+    links += [Link("jitter", j) for j in plan.net_jitters]
+    runs: list[tuple[Link, Buffering]] = [(link, b) for link in links for b in BUFFERINGS]
+    if plan.net_big_ring_s is not None and plan.net_bandwidths:
+        slowest = Link("bandwidth", min(plan.net_bandwidths))
+        runs.append((slowest, Buffering("adaptive", plan.net_big_ring_s)))
+    planned: list[tuple[float, str, Callable[[], dict[str, Any]]]] = [
+        (
+            link_estimate_s(plan.net_seconds, plan.net_utterances, link),
+            f"network {link.kind} {link.label} {buffering.label}",
+            partial(link_scenario, plan.net_seconds, plan.net_utterances, link, buffering),
+        )
+        for link, buffering in runs
+    ]
+    for factor in plan.resilience_factors:
+        for case in RESILIENCE_CASES:
+            planned.append(
+                (
+                    resilience_estimate_s(plan.net_seconds, factor, case),
+                    f"resilience {factor:g}x {case}",
+                    partial(resilience_scenario, plan.net_seconds, factor, case),
+                )
+            )
+    return planned
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    sections: tuple[str, ...] = args.sections
     plan = QUICK if args.quick else FULL
     if args.runs is not None:
         plan = Plan(**{**asdict(plan), "runs": args.runs, "format_runs": args.runs})
     if args.jobs is not None:
-        plan = Plan(**{**asdict(plan), "jobs": args.jobs})
+        plan = Plan(**{**asdict(plan), "jobs": args.jobs, "net_jobs": args.jobs})
     started = time.perf_counter()
     loads = {"start": _load()}
     commit = _commit()  # what is checked out now is what the scenarios run
     text = text_for_seconds(plan.seconds)
     failed: list[str] = []
     formats, skipped_formats = _formats()
+    phase_s: dict[str, float] = {}
 
-    _log(
-        f"latency scenarios ({plan.name}: {plan.runs} runs of {plan.seconds:g} s each), "
-        f"per-format scenarios ({plan.format_runs} runs of {plan.format_seconds:g} s each), "
-        f"{plan.jobs} at a time..."
-    )
     planned: list[tuple[float, str, Callable[[], dict[str, Any]]]] = []
-    for factor in FACTORS:
-        for mode in MODES:
-            planned.append(
-                (
-                    latency_estimate_s(plan.seconds, plan.runs, factor, mode),
-                    f"latency {mode} {factor:g}x",
-                    partial(latency_scenario, plan.seconds, plan.runs, factor, mode),
-                )
-            )
-    for fmt in formats:
-        for factor in plan.format_factors:
+    if "latency" in sections:
+        for factor in FACTORS:
             for mode in MODES:
                 planned.append(
                     (
-                        latency_estimate_s(plan.format_seconds, plan.format_runs, factor, mode),
-                        f"format {fmt} {mode} {factor:g}x",
-                        partial(
-                            latency_scenario,
-                            plan.format_seconds,
-                            plan.format_runs,
-                            factor,
-                            mode,
-                            fmt,
-                        ),
+                        latency_estimate_s(plan.seconds, plan.runs, factor, mode),
+                        f"latency {mode} {factor:g}x",
+                        partial(latency_scenario, plan.seconds, plan.runs, factor, mode),
                     )
                 )
-    if not args.no_speaker:
+    if "formats" in sections:
+        for fmt in formats:
+            for factor in plan.format_factors:
+                for mode in MODES:
+                    planned.append(
+                        (
+                            latency_estimate_s(plan.format_seconds, plan.format_runs, factor, mode),
+                            f"format {fmt} {mode} {factor:g}x",
+                            partial(
+                                latency_scenario,
+                                plan.format_seconds,
+                                plan.format_runs,
+                                factor,
+                                mode,
+                                fmt,
+                            ),
+                        )
+                    )
+    if "speaker" in sections:
         planned.append((speaker_estimate_s(plan), "speaker", partial(speaker_scenario, plan)))
     # Longest first, so that the last scenarios to start are short ones.
     planned.sort(key=lambda p: -p[0])
     tasks = [(name, function) for _, name, function in planned]
-    phase1 = _run_all(plan.jobs, tasks)
-    phase_s = {"latency_formats_speaker": time.perf_counter() - started}
+    phase1: dict[str, dict[str, Any]] = {}
+    if tasks:
+        _log(
+            f"latency scenarios ({plan.name}: {plan.runs} runs of {plan.seconds:g} s each), "
+            f"per-format scenarios ({plan.format_runs} runs of {plan.format_seconds:g} s "
+            f"each), {plan.jobs} at a time..."
+        )
+        phase1 = _run_all(plan.jobs, tasks)
+        phase_s["latency_formats_speaker"] = time.perf_counter() - started
 
-    _log(f"memory scenarios (MockClock rate {plan.clock_rate:g})...")
-    loads["memory"] = _load()
-    t_phase = time.perf_counter()
-    memory_tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        (f"memory {mode} {seconds:g} s", partial(memory_scenario, plan, seconds, mode))
-        for mode in MODES
-        for seconds in plan.long_seconds
-    ]
-    phase2 = _run_all(min(plan.jobs, 2), memory_tasks)
-    phase_s["memory"] = time.perf_counter() - t_phase
+    network: dict[str, dict[str, Any]] = {}
+    net_planned = network_tasks(plan) if "network" in sections else []
+    if net_planned:
+        _log(
+            f"network scenarios ({plan.net_utterances} utterances of {plan.net_seconds:g} s "
+            f"per link and buffering; resilience), {plan.net_jobs} at a time..."
+        )
+        loads["network"] = _load()
+        t_phase = time.perf_counter()
+        net_planned.sort(key=lambda p: -p[0])
+        network = _run_all(plan.net_jobs, [(name, function) for _, name, function in net_planned])
+        phase_s["network"] = time.perf_counter() - t_phase
 
-    # Alone, so that nothing else competes for the CPU while it is timed.
-    _log(f"decode cost ({plan.decode_seconds:g} s per format, {plan.decode_repeats} passes)...")
-    loads["decode"] = _load()
-    t_phase = time.perf_counter()
-    decode = _run_all(1, [("decode", partial(decode_scenario, plan, formats))])["decode"]
-    phase_s["decode"] = time.perf_counter() - t_phase
+    memory_tasks: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    phase2: dict[str, dict[str, Any]] = {}
+    if "memory" in sections:
+        _log(f"memory scenarios (MockClock rate {plan.clock_rate:g})...")
+        loads["memory"] = _load()
+        t_phase = time.perf_counter()
+        memory_tasks = [
+            (f"memory {mode} {seconds:g} s", partial(memory_scenario, plan, seconds, mode))
+            for mode in MODES
+            for seconds in plan.long_seconds
+        ]
+        phase2 = _run_all(min(plan.jobs, 2), memory_tasks)
+        phase_s["memory"] = time.perf_counter() - t_phase
+
+    decode: dict[str, Any] = {}
+    if "decode" in sections:
+        # Alone, so that nothing else competes for the CPU while it is timed.
+        _log(f"decode cost ({plan.decode_seconds:g} s per format, {plan.decode_repeats} passes)...")
+        loads["decode"] = _load()
+        t_phase = time.perf_counter()
+        decode = _run_all(1, [("decode", partial(decode_scenario, plan, formats))])["decode"]
+        phase_s["decode"] = time.perf_counter() - t_phase
 
     latency_results = []
     format_results = []
@@ -746,6 +886,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             latency_results.append(result)
     latency_results.sort(key=lambda r: (r["factor"], MODES.index(r["mode"])))
+    link_results: list[dict[str, Any]] = []
+    resilience_results: list[dict[str, Any]] = []
+    for _, name, _ in net_planned:
+        if "error" in network[name]:
+            failed.append(f"{name}: {network[name]['error']}")
+        elif name.startswith("resilience"):
+            resilience_results.append(network[name])
+        else:
+            link_results.append(network[name])
+    failed += network_failures(link_results, resilience_results)
     memory_results = []
     for name, _ in memory_tasks:
         if "error" in phase2[name]:
@@ -757,7 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     decode_summaries = []
     if "error" in decode:
         failed.append(f"decode: {decode['error']}")
-    else:
+    elif decode:
         decode_summaries = [summarize_decode(e) for e in decode["formats"]]
         failed += [
             f"decode {s['format']}: {s['errors']} corrupt frames reported on a clean stream"
@@ -765,45 +915,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             if s["errors"]
         ]
     # The speaker scenario is optional: if it cannot run here, say why, but do not fail.
-    speaker = phase1.get("speaker", {"skipped": "--no-speaker"})
+    speaker = phase1.get("speaker", {"skipped": "--no-speaker or --only"})
     loads["end"] = _load()
 
     # -- the report -----------------------------------------------------------------
     versions = _versions()
     out: list[str] = [f"# trio_tts_stream benchmarks ({plan.name})", ""]
+    load_text = ", ".join(f"{v:.2f} {_LOAD_WHEN[k]}" for k, v in loads.items())
     out.append(
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
-        f"{_cpu_count()} CPUs (1-minute load average {loads['start']:.2f} at start, "
-        f"{loads['memory']:.2f} after the latency scenarios, {loads['decode']:.2f} before "
-        f"the decode benchmark, {loads['end']:.2f} at end); "
+        f"{_cpu_count()} CPUs (1-minute load average {load_text}); "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + (f"; commit {commit}" if commit else "")
     )
-    out += ["", f"## Latency, CPU and memory: {audio_seconds(text):.2f} s utterance", ""]
-    out += [
-        f"Test server TTFB {TTFB_MS:g} ms, audio released at "
-        f"{' / '.join(f'{f:g}x' for f in FACTORS)} real time, `pcm`; median (min-max) of "
-        f"{plan.runs} runs.",
-        "",
-    ]
-    if latency_results:
-        out += [latency_table(latency_results), ""]
+    if sections != SECTIONS:
+        out += ["", f"Sections run: {', '.join(sections)}.", ""]
+    else:
+        out += [""]
+    if "latency" in sections:
+        out += [f"## Latency, CPU and memory: {audio_seconds(text):.2f} s utterance", ""]
+        out += [
+            f"Test server TTFB {TTFB_MS:g} ms, audio released at "
+            f"{' / '.join(f'{f:g}x' for f in FACTORS)} real time, `pcm`; median (min-max) of "
+            f"{plan.runs} runs.",
+            "",
+        ]
+        if latency_results:
+            out += [latency_table(latency_results), ""]
     format_text = text_for_seconds(plan.format_seconds)
-    out += [f"## Per format: TTFA, CPU and bandwidth: {audio_seconds(format_text):.2f} s utterance"]
-    out += [
-        "",
-        f"The same test server (TTFB {TTFB_MS:g} ms, audio released at "
-        f"{' / '.join(f'{f:g}x' for f in plan.format_factors)} real time) in each "
-        f"`response_format`; median (min-max) of {_runs(plan.format_runs)} per mode. Streaming "
-        "TTFA and buffered TTFA side by side; TTFB over both modes (report: the first "
-        "body byte); kbit/s is body bytes per second of audio.",
-        "",
-    ]
-    if skipped_formats:
-        out += [f"Not measured: {skipped_formats}", ""]
-    if format_results:
-        out += [format_table(format_results), ""]
-    out += [f"## Decode cost: {plan.decode_seconds:g} s of audio per format", ""]
+    if "formats" in sections:
+        out += [
+            f"## Per format: TTFA, CPU and bandwidth: {audio_seconds(format_text):.2f} s utterance"
+        ]
+        out += [
+            "",
+            f"The same test server (TTFB {TTFB_MS:g} ms, audio released at "
+            f"{' / '.join(f'{f:g}x' for f in plan.format_factors)} real time) in each "
+            f"`response_format`; median (min-max) of {_runs(plan.format_runs)} per mode. "
+            "Streaming TTFA and buffered TTFA side by side; TTFB over both modes (report: "
+            "the first body byte); kbit/s is body bytes per second of audio.",
+            "",
+        ]
+        if skipped_formats:
+            out += [f"Not measured: {skipped_formats}", ""]
+        if format_results:
+            out += [format_table(format_results), ""]
+    if "network" in sections:
+        out += network_report(plan, link_results, resilience_results, loads.get("network"))
+    if "decode" in sections:
+        out += [f"## Decode cost: {plan.decode_seconds:g} s of audio per format", ""]
     if decode_summaries:
         out += [
             f"The test server's body for each format, fed to `create_decoder(format)` in "
@@ -816,31 +976,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             decode_table(decode_summaries),
             "",
         ]
-    out += ["## Memory over a long stream", ""]
+    if "memory" in sections:
+        out += ["## Memory over a long stream", ""]
     if memory_summaries:
         out += [memory_table(memory_summaries), ""]
         out += [_memory_verdict(memory_summaries), ""]
-    out += ["## TTFA at a real PortAudio device (optional)", ""]
-    if "scenarios" in speaker:
-        out += [
-            "`SoundDeviceSink` (latency 'low') on a private PulseAudio null sink; the sink's "
-            "monitor recorded with `parec --latency-msec=2`, every read timestamped: the "
-            "first sample above the noise floor after the request marks when audio was "
-            "really played (to ~2 ms). The report's TTFA is the library's own estimate "
-            "(PortAudio's outputBufferDacTime).",
-            "",
-            speaker_table(speaker["scenarios"]),
-            "",
-        ]
-    else:
-        reason = speaker.get("skipped") or f"it failed: {speaker.get('error')}"
-        out += [f"Skipped: {reason}", ""]
-    out += [method_text(plan, audio_seconds(text), audio_seconds(format_text))]
+    if "speaker" in sections or args.no_speaker:
+        out += ["## TTFA at a real PortAudio device (optional)", ""]
+        if "scenarios" in speaker:
+            out += [
+                "`SoundDeviceSink` (latency 'low') on a private PulseAudio null sink; the "
+                "sink's monitor recorded with `parec --latency-msec=2`, every read "
+                "timestamped: the first sample above the noise floor after the request marks "
+                "when audio was really played (to ~2 ms). The report's TTFA is the library's "
+                "own estimate (PortAudio's outputBufferDacTime).",
+                "",
+                speaker_table(speaker["scenarios"]),
+                "",
+            ]
+        else:
+            reason = speaker.get("skipped") or f"it failed: {speaker.get('error')}"
+            out += [f"Skipped: {reason}", ""]
+    out += [method_text(plan, audio_seconds(text), audio_seconds(format_text), sections)]
     elapsed = time.perf_counter() - started
     out += [
-        f"Total benchmark time {elapsed:.0f} s (latency, per-format and speaker "
-        f"{phase_s['latency_formats_speaker']:.0f} s, memory {phase_s['memory']:.0f} s, "
-        f"decode {phase_s['decode']:.0f} s)."
+        f"Total benchmark time {elapsed:.0f} s ("
+        + ", ".join(f"{_PHASE_NAMES[k]} {v:.0f} s" for k, v in phase_s.items())
+        + ")."
     ]
     if failed:
         out += ["", "FAILED:", *(f"- {f}" for f in failed)]
@@ -849,6 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         data = {
             "plan": asdict(plan),
+            "sections": list(sections),
             "versions": versions,
             "commit": commit,
             "platform": platform.platform(),
@@ -859,6 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "phase_s": phase_s,
             "latency": [{"summary": summarize_latency(r), "raw": r} for r in latency_results],
             "formats": [{"summary": summarize_format(r), "raw": r} for r in format_results],
+            "network": {"links": link_results, "resilience": resilience_results},
             "decode": {"summary": decode_summaries, "raw": decode},
             "memory": [
                 {"summary": s, "raw": r}
@@ -872,6 +1036,92 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         _log(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+_LOAD_WHEN = {
+    "start": "at start",
+    "network": "before the network scenarios",
+    "memory": "before the memory scenarios",
+    "decode": "before the decode benchmark",
+    "end": "at end",
+}
+_PHASE_NAMES = {
+    "latency_formats_speaker": "latency, per-format and speaker",
+    "network": "network",
+    "memory": "memory",
+    "decode": "decode",
+}
+
+
+def network_report(
+    plan: Plan,
+    links: list[dict[str, Any]],
+    resilience: list[dict[str, Any]],
+    load: float | None,
+) -> list[str]:
+    """The network section of the report (markdown lines)."""
+    audio_s = audio_seconds(text_for_seconds(plan.net_seconds))
+    out = [
+        f"## Network: TTFA and underruns vs bandwidth and jitter, fixed vs adaptive "
+        f"buffering: {audio_s:.2f} s utterance",
+        "",
+        f"Test server TTFB {TTFB_MS:g} ms, `pcm` ({PCM_KBPS:g} kbit/s); one client speaks "
+        f"the utterance {plan.net_utterances} times in a row per link and buffering "
+        "(cells: first / second / ... utterance). **fixed**: a plain `play()` per "
+        "utterance, `StreamConfig(underrun_growth=1.0)`; **adaptive**: one "
+        "`open_player()` for all of them (default `StreamConfig`). Stalled ms (wall): "
+        "wall time of the call minus TTFA minus the audio: the silence after the first "
+        "sample, timed from outside the library."
+        + ("" if load is None else f" Load average {load:.2f} at the start of the section."),
+        "",
+    ]
+    bandwidth = [r for r in links if r["kind"] == "bandwidth"]
+    jitter = [r for r in links if r["kind"] == "jitter"]
+    if bandwidth:
+        out += [
+            "### Bandwidth",
+            "",
+            "The server sends as fast as the client reads, through a link of 0.8x to 3x "
+            "the stream's bitrate (`--bandwidth-kbps`).",
+            "",
+            link_table(bandwidth),
+            "",
+            *convergence_lines(bandwidth),
+            "",
+        ]
+    summary = jitter_summary(jitter)
+    if jitter:
+        out += [
+            "### Jitter",
+            "",
+            f"The server releases audio at {JITTER_FACTOR:g}x real time; each 20 ms piece "
+            f"is held back by a random 0 to J ms (`--jitter-ms J --seed {JITTER_SEED}`), "
+            "never overtaking the one before it.",
+            "",
+            link_table(jitter),
+            "",
+            *convergence_lines(jitter),
+            *([] if summary is None else [summary]),
+            "",
+        ]
+    if resilience:
+        out += [
+            "### Resilience: drops and a stall",
+            "",
+            "One utterance from a server at the given speed, undisturbed, dropped three "
+            "times, or stalled for longer than `stall_timeout_s`; each case once into a "
+            "`NullSink` (timed) and once into a `WavFileSink` (the samples), each with a "
+            "fresh server. Extra s: wall time against the undisturbed run.",
+            "",
+            resilience_table(resilience),
+            "",
+        ]
+        note = timeline_note(resilience)
+        if note is not None:
+            out += [note, ""]
+    if links or resilience:
+        out += [same_audio_line(links, resilience), ""]
+    return out
 
 
 def _runs(n: int) -> str:

@@ -327,3 +327,25 @@ async def test_get_url_source_plays_wav(autojump_clock: trio.abc.Clock, tmp_path
     assert seen[0].method == "GET"
     assert report.format == "wav"
     assert report.frames_played == len(samples)
+
+
+async def test_underrun_shows_in_the_timeline_while_the_network_is_silent(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The state goes to REBUFFERING when the device runs dry, not when data returns."""
+    pcm = tone(2.0).tobytes()
+
+    async def gap() -> AsyncIterator[bytes]:
+        yield pcm[:9600]  # 200 ms
+        await trio.sleep(3.0)  # silence on the wire
+        yield pcm[9600:]
+
+    async with tts.NullSink() as sink:
+        config = tts.StreamConfig(stall_timeout_s=10)
+        async with tts.open_playback(gap(), sink=sink, config=config) as pb:
+            await trio.sleep(1.0)
+            assert pb.state is PlaybackState.REBUFFERING
+        report = pb.report
+    underrun = next(e for e in report.timeline if e.cause == "underrun")
+    assert underrun.t_ms < 300  # ~200 ms of audio played, then dry
+    assert report.underrun_ms == pytest.approx(2800, abs=40)

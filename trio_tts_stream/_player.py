@@ -107,6 +107,7 @@ class Playback:
         )
         self._scope = trio.CancelScope()
         self._done = trio.Event()
+        self._sink_opened = trio.Event()
         self._fmt: AudioFormat | None = None  # the decoded stream's format
         self._out_fmt: AudioFormat | None = None  # the sink's format
         self._resampler: Resampler | None = None
@@ -205,12 +206,10 @@ class Playback:
             self._error = exc
 
     async def _watch(self) -> None:
+        await self._sink_opened.wait()
         while True:
-            if self._out_fmt is not None:
-                await self._sink.wait_changed()
-                self._update()
-            else:
-                await trio.sleep_forever()
+            await self._sink.wait_changed()
+            self._update()
 
     async def _open_sink(self, fmt: AudioFormat) -> None:
         sink = self._sink
@@ -230,6 +229,7 @@ class Playback:
             sink.pause()
         sink.reset_level()
         sink.mark(self._start_pos)
+        self._sink_opened.set()
 
     async def _playback(self, receive: trio.MemoryReceiveChannel[AudioFormat | Block]) -> None:
         sink = self._sink
