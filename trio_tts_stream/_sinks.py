@@ -29,7 +29,6 @@ import math
 import os
 import struct
 import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from types import ModuleType, TracebackType
 from typing import IO, Any, Protocol, runtime_checkable
@@ -735,5 +734,3 @@ class SoundDeviceSink(_PlayoutSink):
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(stop)
 
-
-SinkFactory = Callable[[], AudioSink]
