@@ -733,4 +733,3 @@ class SoundDeviceSink(_PlayoutSink):
 
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(stop)
-
