@@ -44,8 +44,8 @@ import numpy as np
 
 from .._exceptions import ConfigError, DecodeError
 from .._format import AudioFormat, Block
+from ._framing import SyncFramer, not_audio_message
 from ._pyav import PacketDecoder
-from .mp3 import SyncFramer, not_audio_message
 
 __all__ = ["AacDecoder", "parse_adts_header"]
 
