@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The audio rig of the test suite (tests/_audio_rig.py) is shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+if TYPE_CHECKING:
+    from _audio_rig import PulseServer
 
 __all__ = [
     "BENCH_DIR",
@@ -301,7 +306,7 @@ class PulseNullSink:
         self.rate = rate
         self.timeout = timeout
         self._dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._server: PulseServer | None = None
 
     @staticmethod
     def missing() -> str | None:
@@ -316,52 +321,22 @@ class PulseNullSink:
     @property
     def env(self) -> dict[str, str]:
         """This process's environment, pointed at the daemon."""
-        assert self._dir is not None
+        assert self._server is not None
         env = dict(os.environ)
-        env["PULSE_SERVER"] = f"unix:{self._dir / 'native'}"
+        env["PULSE_SERVER"] = self._server.server
         return env
 
     def __enter__(self) -> PulseNullSink:
-        self._dir = directory = Path(tempfile.mkdtemp(prefix="ttsbench."))
-        env = dict(os.environ)
-        env.pop("PULSE_SERVER", None)
-        for name in ("state", "runtime", "config"):
-            (directory / name).mkdir()
-        env.update(
-            PULSE_STATE_PATH=str(directory / "state"),
-            PULSE_RUNTIME_PATH=str(directory / "runtime"),
-            XDG_RUNTIME_DIR=str(directory / "runtime"),
-            XDG_CONFIG_HOME=str(directory / "config"),
-        )
-        sock = directory / "native"
-        argv = [
-            "pulseaudio",
-            "-n",
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "--disable-shm=yes",
-            "--use-pid-file=no",
-            "--log-level=error",
-            f"--load=module-native-protocol-unix socket={sock} auth-anonymous=1",
-            f"--load=module-null-sink sink_name=out rate={self.rate} channels=1"
-            " format=s16le norewinds=1",
-        ]
-        self._process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        deadline = time.monotonic() + self.timeout
-        while not _accepts(sock):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                err = b""
-                if self._process.stderr is not None and self._process.poll() is not None:
-                    err = self._process.stderr.read()
-                self.__exit__(None, None, None)
-                raise BenchmarkError(f"pulseaudio did not start: {err.decode(errors='replace')}")
-            time.sleep(0.01)
+        # The test suite's audio rig starts the daemon (one copy of that knowledge).
+        from _audio_rig import RigError, start_pulseaudio
+
+        self._dir = Path(tempfile.mkdtemp(prefix="ttsbench."))
+        try:
+            self._server = start_pulseaudio(self._dir, rate=self.rate, timeout=self.timeout)
+        except RigError as exc:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+            raise BenchmarkError(f"pulseaudio did not start: {exc}") from exc
         return self
 
     def __exit__(
@@ -370,30 +345,12 @@ class PulseNullSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-
-def _accepts(sock: Path) -> bool:
-    if not sock.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(os.fspath(sock))
-        except OSError:
-            return False
-    return True
 
 
 def run_worker(
