@@ -22,7 +22,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from ._config import StreamConfig
-from ._download import DEFAULT_BASE_URL, SpeechRequest
+from ._download import SpeechRequest, default_endpoint
 from ._exceptions import (
     AudioDeviceError,
     ConfigError,
@@ -381,6 +381,9 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
             raise ConfigError(f"--ca-file {args.ca_file!r} cannot be used: {exc}") from None
     with unwrap_single_exception():
         async with _embedded_server(args) as embedded_url:
+            base_url, api_key = default_endpoint(
+                embedded_url or args.base_url, args.api_key or None
+            )
             request = SpeechRequest(
                 input=text,
                 model=args.model,
@@ -388,11 +391,8 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
                 response_format=args.response_format,
                 speed=args.speed,
                 instructions=args.instructions,
-                base_url=embedded_url
-                or args.base_url
-                or os.environ.get("OPENAI_BASE_URL")
-                or DEFAULT_BASE_URL,
-                api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None,
+                base_url=base_url,
+                api_key=api_key,
             )
             return await _play(args, request, config, verify)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "ByteStream",
     "DownloadResult",
+    "default_endpoint",
     "Source",
     "SpeechRequest",
     "map_http_errors",
@@ -124,6 +126,14 @@ class SpeechRequest:
         if self.instructions:
             body["instructions"] = self.instructions
         return body
+
+
+def default_endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Fill in ``base_url`` / ``api_key`` from ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``
+    (then OpenAI's URL) where not given; an empty key means none."""
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    return url, key or None
 
 
 Source: TypeAlias = "SpeechRequest | str | AsyncIterable[bytes]"

@@ -22,7 +22,6 @@ device block is silence; the HTTP response is closed on the way out.
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -33,7 +32,7 @@ import trio
 
 from ._adaptive import AdaptiveBuffering
 from ._config import StreamConfig
-from ._download import DEFAULT_BASE_URL, DownloadResult, Source, SpeechRequest, run_download
+from ._download import DownloadResult, Source, SpeechRequest, default_endpoint, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block
 from ._metrics import MetricsRecorder, PlaybackReport
@@ -314,6 +313,7 @@ class Playback:
         decode_mean, decode_p95 = m.decode_ms()
         outcome = self._ctl.machine.outcome or Outcome.CANCELLED
         result = self._download_result
+        audio_s = m.frames_decoded / fmt.sample_rate if fmt else 0.0
         if not self._config.streaming:
             mode = "buffered"
         elif result.fallback_reason is not None:
@@ -341,7 +341,7 @@ class Playback:
             decode_ms_p95=decode_p95,
             reconnects=result.reconnects,
             frames_played=frames_played,
-            audio_s=m.frames_decoded / fmt.sample_rate if fmt else 0.0,
+            audio_s=audio_s,
             decode_errors=result.decode_errors,
             retries=result.retries,
             stalls=result.stalls,
@@ -349,7 +349,7 @@ class Playback:
             skipped_overlap_frames=result.skipped_overlap_frames,
             restarted=result.restarted,
             start_threshold_ms=self._ctl.start_ms,
-            delivery_ratio=m.delivery_ratio(m.frames_decoded / fmt.sample_rate if fmt else 0.0),
+            delivery_ratio=m.delivery_ratio(audio_s),
             output_sample_rate=out.sample_rate if out else None,
             timeline=m.timeline(self._ctl.machine.timeline),
         )
@@ -481,6 +481,7 @@ async def speak(
     Raises:
         TTSStreamError: See :func:`open_playback`.
     """
+    base_url, api_key = default_endpoint(base_url, api_key)
     request = SpeechRequest(
         input=text,
         model=model,
@@ -488,14 +489,10 @@ async def speak(
         response_format=response_format,
         speed=speed,
         instructions=instructions,
-        base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-        api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+        base_url=base_url,
+        api_key=api_key,
     )
-    async with open_playback(
-        request, sink=sink, config=config, client=client, verify=verify
-    ) as playback:
-        pass
-    return playback.report
+    return await play(request, sink=sink, config=config, client=client, verify=verify)
 
 
 class Player:
@@ -570,12 +567,8 @@ class Player:
     async def speak(self, text: str, **request: object) -> PlaybackReport:
         """Speak ``text`` (keyword arguments as :class:`SpeechRequest`; the player's
         ``base_url`` and ``api_key`` are the defaults)."""
-        fields: dict[str, object] = {
-            "base_url": self._base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-            "api_key": self._api_key
-            if self._api_key is not None
-            else os.environ.get("OPENAI_API_KEY"),
-        }
+        base_url, api_key = default_endpoint(self._base_url, self._api_key)
+        fields: dict[str, object] = {"base_url": base_url, "api_key": api_key}
         fields.update(request)
         return await self.play(SpeechRequest(text, **fields))  # type: ignore[arg-type]
 
