@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._state import Outcome, PlaybackState, Transition
+from ._vocabulary import Outcome, PlaybackState, Transition
 
 __all__ = ["DECODE_SAMPLE", "MetricsRecorder", "PlaybackReport", "TimelineEntry"]
 

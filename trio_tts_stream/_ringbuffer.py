@@ -27,12 +27,13 @@ stutter, even if a little audio arrives meanwhile.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from ._vocabulary import Gate
 
 __all__ = ["Gate", "Playout", "PlayoutStatistics", "RingBuffer"]
 
@@ -138,14 +139,6 @@ class RingBuffer:
         self._dropped += n
         self._read = to
         return n
-
-
-class Gate(enum.Enum):
-    """What the consumer does with the ring."""
-
-    PAUSED = "paused"
-    RUNNING = "running"
-    DRAINING = "draining"
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,8 @@ it turns observations (buffer level, underrun, end of stream) into events.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 from ._exceptions import StateTransitionError
+from ._vocabulary import Cause, Outcome, PlaybackState, Transition
 
 __all__ = [
     "TRANSITIONS",
@@ -51,37 +49,6 @@ __all__ = [
     "PlaybackStateMachine",
     "Transition",
 ]
-
-
-class PlaybackState(enum.Enum):
-    """Where a playback is."""
-
-    BUFFERING = "buffering"
-    PLAYING = "playing"
-    REBUFFERING = "rebuffering"
-    DRAINING = "draining"
-    DONE = "done"
-
-
-class Outcome(enum.Enum):
-    """How a playback in state ``DONE`` ended."""
-
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-class Cause(enum.Enum):
-    """The event behind a transition."""
-
-    THRESHOLD_REACHED = "threshold_reached"
-    EOS_BEFORE_THRESHOLD = "eos_before_threshold"
-    UNDERRUN = "underrun"
-    REBUFFERED = "rebuffered"
-    END_OF_STREAM = "end_of_stream"
-    DRAINED = "drained"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
 
 
 _S = PlaybackState
@@ -107,23 +74,6 @@ _OUTCOMES = {
     _C.CANCELLED: Outcome.CANCELLED,
     _C.FAILED: Outcome.FAILED,
 }
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One recorded state change.
-
-    Attributes:
-        time: When it happened (the caller's clock, seconds).
-        cause: The event.
-        source: The state before.
-        target: The state after.
-    """
-
-    time: float
-    cause: Cause
-    source: PlaybackState
-    target: PlaybackState
 
 
 class PlaybackStateMachine:
