@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exceptions import AudioDeviceError
+from ._exceptions import ConfigError
 from ._format import Block
 
 __all__ = ["Resampler"]
@@ -28,14 +28,14 @@ class Resampler:
         quality: soxr quality recipe (``"HQ"`` default; ``"VHQ"``, ``"MQ"``, ``"LQ"``).
 
     Raises:
-        AudioDeviceError: soxr is not installed.
+        ConfigError: soxr is not installed (a missing extra, not a device fault).
     """
 
     def __init__(self, in_rate: int, out_rate: int, channels: int, quality: str = "HQ") -> None:
         try:
             import soxr
         except ImportError as exc:
-            raise AudioDeviceError(
+            raise ConfigError(
                 f"the output runs at {out_rate} Hz but the audio is {in_rate} Hz, and resampling "
                 "needs soxr: pip install 'trio-tts-stream[formats]'"
             ) from exc

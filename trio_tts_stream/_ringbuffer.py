@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from ._vocabulary import Gate
 
-__all__ = ["Gate", "Playout", "PlayoutStatistics", "RingBuffer"]
+__all__ = ["Gate", "Playout", "PlayoutStatistics", "RingBuffer", "SinkStatistics"]
 
 _MAX_MARKS = 8
 
@@ -142,8 +142,12 @@ class RingBuffer:
 
 
 @dataclass(frozen=True)
-class PlayoutStatistics:
-    """A snapshot of a :class:`Playout`.
+class SinkStatistics:
+    """A snapshot of an audio sink's buffer and consumer: what ``sink.statistics()``
+    returns (a :class:`Playout`'s counters).
+
+    Not the player's ``PlaybackStatistics`` (one utterance, in seconds): these are the
+    sink's own frame counters over its whole life.
 
     Attributes:
         frames_written: Frames ever written.
@@ -161,6 +165,11 @@ class PlayoutStatistics:
         level_min: Least buffered frames seen by the device while running (-1: never).
         level_sum: Sum of buffered frames seen at each running block (for the average).
         level_count: Running blocks seen.
+        device_underflows: Device blocks PortAudio flagged as an output underflow (its
+            callback ``status``); always 0 for sinks without a device. Many hosts never
+            set the flag (PulseAudio does not): ``underruns`` is the reliable count.
+        callback_errors: Device callbacks that raised and played silence instead
+            (a bug if it is ever non-zero).
     """
 
     frames_written: int
@@ -175,6 +184,11 @@ class PlayoutStatistics:
     level_min: int
     level_sum: int
     level_count: int
+    device_underflows: int = 0
+    callback_errors: int = 0
+
+
+PlayoutStatistics = SinkStatistics  # TODO(remove alias): the former name
 
 
 class Playout:
@@ -215,6 +229,9 @@ class Playout:
         self.starved_gen = -1
         self.underruns = 0
         self.underrun_frames = 0
+        # Written only by a device callback around fill() (see SoundDeviceSink).
+        self.device_underflows = 0
+        self.callback_errors = 0
         self.want_space = False
         #: When the end of the last consumed frame is heard (consumer's clock).
         self.heard_until = float("-inf")
@@ -279,11 +296,11 @@ class Playout:
             self.ring.apply_discard()
         return n
 
-    def statistics(self) -> PlayoutStatistics:
+    def statistics(self) -> SinkStatistics:
         """A consistent-enough snapshot (single reads of each counter)."""
         ring = self.ring
         dropped = ring.frames_dropped
-        return PlayoutStatistics(
+        return SinkStatistics(
             frames_written=ring.frames_written,
             frames_played=ring.frames_read - ring._dropped,
             frames_dropped=dropped,
@@ -296,6 +313,8 @@ class Playout:
             level_min=self.level_min,
             level_sum=self.level_sum,
             level_count=self.level_count,
+            device_underflows=self.device_underflows,
+            callback_errors=self.callback_errors,
         )
 
     # -- consumer side ---------------------------------------------------------

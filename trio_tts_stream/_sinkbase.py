@@ -1,0 +1,416 @@
+"""What the player needs from an output (:class:`AudioSink`), and the base class that
+gives it to every bundled sink (:class:`BufferedSink`). See :mod:`._sinks` for the
+sinks themselves and for positions and time."""
+
+from __future__ import annotations
+
+import math
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from ._exceptions import AudioDeviceError, ConfigError, unwrap_single_exception
+from ._format import AudioFormat, Block, float_to_int16
+from ._ringbuffer import Gate, Playout, SinkStatistics
+
+__all__ = ["AudioSink", "BufferedSink"]
+
+_DTYPES = ("int16", "float32")
+
+_S = TypeVar("_S", bound="BufferedSink")
+
+
+@runtime_checkable
+class AudioSink(Protocol):
+    """What the player calls on an output; nothing else.
+
+    The bundled sinks are all :class:`BufferedSink` subclasses, which also are async
+    context managers with ``audio_format``, ``capacity`` and ``aclose()``; subclass
+    :class:`BufferedSink` for a custom output rather than implementing this from scratch.
+    """
+
+    async def output_format_for(self, fmt: AudioFormat) -> AudioFormat:
+        """The format this output will run at for a stream in ``fmt``.
+
+        An open output keeps its format; otherwise the sink's fixed ``samplerate`` /
+        ``channels`` if given, else ``fmt`` if the device accepts it, else the nearest
+        format it does. The player resamples and maps channels to match.
+        """
+        ...
+
+    async def open(self, fmt: AudioFormat) -> None:
+        """Start (or keep) the output in ``fmt``; silence until :meth:`play`."""
+        ...
+
+    def write_some(self, block: Block) -> int:
+        """Buffer as many leading frames of ``block`` as fit now; return how many
+        (possibly 0: then :meth:`wait_writable`). Never blocks, never raises
+        ``WouldBlock``."""
+        ...
+
+    def write_nowait(self, block: Block) -> int:  # TODO(remove alias)
+        """The former name of :meth:`write_some`."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Wait until at least one frame can be written."""
+        ...
+
+    async def wait_changed(self) -> None:
+        """Wait until the consumer reports something (space, underrun, mark, drain)."""
+        ...
+
+    def play(self) -> None:
+        """Let the consumer take audio; running dry is an underrun."""
+        ...
+
+    def pause(self) -> None:
+        """Stop consuming; the device plays silence."""
+        ...
+
+    def end_of_data(self) -> None:
+        """No more audio is coming for now: play out what is buffered; running dry is not
+        an underrun."""
+        ...
+
+    def abort(self) -> int:
+        """Silence at once: drop buffered audio (barge-in). Returns frames dropped."""
+        ...
+
+    def mark(self, position: int) -> None:
+        """Ask to stamp when frame ``position`` is heard."""
+        ...
+
+    def heard_time(self, position: int) -> float | None:
+        """When marked frame ``position`` was heard, on trio's clock, if it has been."""
+        ...
+
+    def unmark(self, position: int) -> None:
+        """Forget the mark at ``position``."""
+        ...
+
+    async def wait_heard(self, position: int) -> None:
+        """Wait until every frame before ``position`` has been heard."""
+        ...
+
+    def statistics(self) -> SinkStatistics:
+        """Counters of the buffer and the consumer."""
+        ...
+
+    def reset_level(self) -> None:
+        """Restart the buffer-level statistics (min/average seen by the device)."""
+        ...
+
+
+class BufferedSink(AudioSink):
+    """An :class:`AudioSink` around a ring buffer; subclass it for a custom output.
+
+    It does everything the player sees: the async context manager (a nursery for the
+    consumer's tasks), format choice and ``open``, sample conversion (float32 blocks to
+    the ring's ``dtype``, mono to N channels, N to mono), the ring
+    (:class:`~trio_tts_stream._ringbuffer.Playout`: capacity ``buffer_s``), the gate,
+    waiting for space, marks and :meth:`wait_heard`. A subclass only supplies the
+    *consumer*, whatever takes frames out of the ring by calling ``playout.fill(out,
+    now, latency)`` (which always fills the whole block ``out``, never blocks and never
+    allocates, so it may run on a real-time thread):
+
+    * ``async _start_consumer(fmt, playout)`` (required): start consuming ``playout``
+      in ``fmt``; called by :meth:`open`. Bind ``playout.wake`` to something that makes
+      :meth:`_on_wake` run on the trio thread (directly, and set
+      ``playout.same_thread = True``, if the consumer runs on the trio thread; else
+      ``TrioToken.run_sync_soon(self._on_wake, idempotent=True)``). Start trio tasks in
+      ``self._nursery``. Raise :class:`AudioDeviceError` if the output cannot start.
+    * ``async _stop_consumer()`` (required): stop consuming and release the output;
+      called by :meth:`aclose` and, on a format change, once the ring is empty.
+    * ``async _supported(want)`` (optional): the nearest format the output accepts
+      (default: any).
+    * ``_pump()`` (optional): runs synchronously on the trio thread after each producer
+      action (:meth:`write_some`, :meth:`play`, :meth:`end_of_data`, :meth:`mark`): a
+      consumer living on the trio thread wakes up here. Must not block.
+    * ``_to_trio_time(t)`` (optional): convert the consumer's ``now`` clock (what it
+      passes to ``fill``) to trio's clock (default: the identity, for a consumer that
+      passes ``trio.current_time()``).
+
+    :class:`~trio_tts_stream.NullSink` is the smallest complete example.
+
+    Args:
+        buffer_s: Ring capacity in seconds: the memory ceiling is ``buffer_s`` times the
+            rate, channels and sample size (2 s of 24 kHz mono int16: 96 kB).
+        dtype: Sample type of the ring and the output (``"int16"`` or ``"float32"``).
+        blocksize_ms: The consumer's block length (:attr:`block_frames`).
+        samplerate: Fixed output rate (streams are resampled to it); ``None``: the first
+            stream's rate.
+        channels: Fixed output channel count (mono is copied to every channel, more
+            channels are mixed to mono); ``None``: the first stream's.
+
+    Raises:
+        ConfigError: An argument is out of range.
+    """
+
+    #: Seconds of audio per consumer block (set by :meth:`open`).
+    block_s: float
+
+    def __init__(
+        self,
+        *,
+        buffer_s: float,
+        dtype: str,
+        blocksize_ms: float,
+        samplerate: int | None = None,
+        channels: int | None = None,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype={dtype!r} is invalid: it must be one of {_DTYPES}")
+        if isinstance(buffer_s, bool) or not (
+            isinstance(buffer_s, (int, float)) and 0.02 <= buffer_s <= 600
+        ):
+            raise ConfigError(f"buffer_s={buffer_s!r} is invalid: it must be 0.02..600 seconds")
+        if not (isinstance(blocksize_ms, (int, float)) and 1 <= blocksize_ms <= 200):
+            raise ConfigError(f"blocksize_ms={blocksize_ms!r} is invalid: it must be 1..200 ms")
+        if samplerate is not None or channels is not None:
+            try:
+                AudioFormat(samplerate or 24000, channels or 1)
+            except ValueError as exc:
+                raise ConfigError(f"invalid output format: {exc}") from None
+        self.samplerate = samplerate
+        self.channels = channels
+        self.buffer_s = float(buffer_s)
+        self.dtype = dtype
+        self.blocksize_ms = float(blocksize_ms)
+        self._fmt: AudioFormat | None = None
+        self._playout: Playout | None = None
+        self._changed = trio.Event()
+        self._closed = False
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- context manager -------------------------------------------------------
+
+    async def __aenter__(self: _S) -> _S:
+        stack = AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with unwrap_single_exception():
+            try:
+                with trio.CancelScope(shield=exc_type is not None):
+                    await self.aclose()
+            finally:
+                stack, self._stack = self._stack, None
+                if stack is not None:
+                    await stack.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Stop the output and release it (a file is finished)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._playout is not None:
+            await self._stop_consumer()
+
+    # -- format ----------------------------------------------------------------
+
+    @property
+    def audio_format(self) -> AudioFormat | None:
+        """Format the sink is open with, or ``None`` before :meth:`open`."""
+        return self._fmt
+
+    @property
+    def capacity(self) -> int:
+        """Ring capacity in frames (0 before :meth:`open`)."""
+        return self._playout.ring.capacity if self._playout is not None else 0
+
+    @property
+    def block_frames(self) -> int:
+        """Frames per consumer block (0 before :meth:`open`)."""
+        if self._fmt is None:
+            return 0
+        return max(1, round(self._fmt.sample_rate * self.blocksize_ms / 1000))
+
+    async def output_format_for(self, fmt: AudioFormat) -> AudioFormat:
+        if self._fmt is not None:
+            return self._fmt  # an open output keeps its format: the player resamples
+        want = AudioFormat(self.samplerate or fmt.sample_rate, self.channels or fmt.channels)
+        return await self._supported(want)
+
+    async def open(self, fmt: AudioFormat) -> None:
+        if self._closed:
+            raise AudioDeviceError("the sink is closed; create a new one")
+        if self._stack is None:
+            name = type(self).__name__
+            raise AudioDeviceError(
+                f"use the sink as `async with {name}(...) as sink:` so that it is closed "
+                "(and, for a file, finished) when you are done"
+            )
+        if fmt == self._fmt:
+            return
+        if self._playout is not None:
+            if self._playout.ring.buffered:
+                raise AudioDeviceError(
+                    f"cannot switch the output from {self._fmt} to {fmt} while audio is "
+                    "still buffered; wait for it to be heard first"
+                )
+            await self._stop_consumer()
+        capacity = max(1, math.ceil(self.buffer_s * fmt.sample_rate))
+        self._playout = Playout(capacity, fmt.channels, fmt.sample_rate, self.dtype)
+        self._fmt = fmt
+        self.block_s = self.block_frames / fmt.sample_rate
+        try:
+            await self._start_consumer(fmt, self._playout)
+        except BaseException:
+            self._fmt = None
+            self._playout = None
+            raise
+
+    def _require(self) -> Playout:
+        if self._playout is None:
+            raise AudioDeviceError("the sink is not open: call open(fmt) first")
+        return self._playout
+
+    # -- writing ---------------------------------------------------------------
+
+    def _convert(self, block: Block) -> npt.NDArray[Any]:
+        assert self._fmt is not None
+        channels = self._fmt.channels
+        if block.ndim != 2:
+            raise ValueError("blocks must have shape (frames, channels)")
+        if block.shape[1] != channels:
+            if block.shape[1] == 1:
+                block = np.repeat(block, channels, axis=1)
+            elif channels == 1:
+                block = block.mean(axis=1, keepdims=True, dtype=np.float32)
+            else:
+                raise AudioDeviceError(
+                    f"cannot map {block.shape[1]} channels onto a {channels}-channel output"
+                )
+        if self.dtype == "int16":
+            return float_to_int16(block)
+        return block
+
+    def write_some(self, block: Block) -> int:
+        playout = self._require()
+        if playout.ring.free == 0 or len(block) == 0:
+            return 0
+        n = playout.ring.write(self._convert(block[: playout.ring.free]))
+        self._pump()
+        return n
+
+    def write_nowait(self, block: Block) -> int:  # TODO(remove alias)
+        """The former name of :meth:`write_some`."""
+        return self.write_some(block)
+
+    async def wait_writable(self) -> None:
+        playout = self._require()
+        while playout.ring.free == 0:
+            event = self._changed
+            playout.want_space = True
+            if playout.ring.free:  # consumed between the check and the flag
+                break
+            await event.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    def _on_wake(self) -> None:
+        """Runs on the trio thread when the consumer asked for attention: wakes every
+        task waiting in :meth:`wait_changed`, :meth:`wait_writable` or
+        :meth:`wait_heard`."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # -- gate --------------------------------------------------------------------
+
+    def play(self) -> None:
+        self._require().set_gate(Gate.RUNNING)
+        self._pump()
+
+    def pause(self) -> None:
+        self._require().set_gate(Gate.PAUSED)
+
+    def end_of_data(self) -> None:
+        self._require().set_gate(Gate.DRAINING)
+        self._pump()
+
+    def abort(self) -> int:
+        if self._playout is None:
+            return 0
+        return self._playout.discard()
+
+    # -- positions and time ------------------------------------------------------
+
+    def mark(self, position: int) -> None:
+        self._require().mark(position)
+        self._pump()
+
+    def unmark(self, position: int) -> None:
+        if self._playout is not None:
+            self._playout.unmark(position)
+
+    def heard_time(self, position: int) -> float | None:
+        if self._playout is None:
+            return None
+        t = self._playout.mark_time(position)
+        return None if t is None else self._to_trio_time(t)
+
+    async def wait_heard(self, position: int) -> None:
+        playout = self._require()
+        if position <= 0:
+            await trio.lowlevel.checkpoint()
+            return
+        if playout.ring.frames_written < position:
+            raise AudioDeviceError(f"frame {position - 1} was never written; it cannot be heard")
+        last = position - 1
+        playout.mark(last)
+        try:
+            while True:
+                t = playout.mark_time(last)
+                if t is None and playout.ring.frames_read >= position:
+                    # Consumed before the mark was set: the end of the latest consumed
+                    # block is heard no earlier than it (at most one block late).
+                    t = playout.heard_until - 1 / playout.sample_rate
+                if t is not None:
+                    break
+                if playout.gate is Gate.PAUSED:
+                    raise AudioDeviceError("the output is paused; the frames will not be heard")
+                await self._changed.wait()
+            await trio.sleep_until(self._to_trio_time(t) + 1 / playout.sample_rate)
+        finally:
+            playout.unmark(last)
+
+    def statistics(self) -> SinkStatistics:
+        return self._require().statistics()
+
+    def reset_level(self) -> None:
+        self._require().reset_level()
+
+    # -- the consumer: what a subclass supplies ------------------------------------
+
+    async def _supported(self, want: AudioFormat) -> AudioFormat:
+        """The nearest format the output accepts (any, by default)."""
+        await trio.lowlevel.checkpoint()
+        return want
+
+    def _to_trio_time(self, t: float) -> float:
+        """Convert a consumer timestamp to trio's clock (identity for trio consumers)."""
+        return t
+
+    def _pump(self) -> None:
+        """Runs on the trio thread after every producer action (default: nothing)."""
+
+    async def _start_consumer(self, fmt: AudioFormat, playout: Playout) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _start_consumer")
+
+    async def _stop_consumer(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _stop_consumer")
