@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,3 +126,15 @@ async def test_content_type_disagreeing_with_bytes_is_an_error() -> None:
         async with tts.NullSink() as sink:
             with pytest.raises(tts.UnsupportedFormatError, match="disagree"):
                 await tts.play("https://x.example/a.mp3", sink=sink, client=client)
+
+
+def test_missing_soxr_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing extra is a configuration problem (CLI exit 2), not a device fault."""
+    from trio_tts_stream._cli import EXIT_USAGE, _exit_code
+
+    monkeypatch.setitem(sys.modules, "soxr", None)  # `import soxr` raises ImportError
+    with pytest.raises(tts.ConfigError, match=r"pip install 'trio-tts-stream\[formats\]'") as info:
+        Resampler(RATE, 16000, 1)
+    assert not isinstance(info.value, tts.AudioDeviceError)
+    assert "16000 Hz" in str(info.value)
+    assert _exit_code(info.value) == EXIT_USAGE

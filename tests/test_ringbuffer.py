@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_tts_stream._ringbuffer import _MAX_MARKS, Gate, Playout, PlayoutStatistics, RingBuffer
+from trio_tts_stream._ringbuffer import _MAX_MARKS, Gate, Playout, RingBuffer, SinkStatistics
 
 Array = npt.NDArray[Any]
 DTYPES = [np.int16, np.float32]
@@ -71,7 +71,7 @@ def garbage(n: int, channels: int, dtype: npt.DTypeLike) -> Array:
     return np.full((n, channels), 7, dtype=dtype)
 
 
-def check_accounting(playout: Playout) -> PlayoutStatistics:
+def check_accounting(playout: Playout) -> SinkStatistics:
     """Every frame written is played, dropped or still buffered; return the statistics."""
     stats = playout.statistics()
     ring = playout.ring
@@ -391,7 +391,7 @@ def test_playout_initial_state() -> None:
     assert playout.heard_until == -math.inf
     assert not playout.want_space
     assert not playout.same_thread
-    assert playout.statistics() == PlayoutStatistics(
+    assert playout.statistics() == SinkStatistics(
         frames_written=0,
         frames_played=0,
         frames_dropped=0,
@@ -628,7 +628,7 @@ def test_statistics_snapshot() -> None:
     playout.fill(garbage(25, 2, np.int16), 0.0)
     playout.fill(garbage(25, 2, np.int16), 0.1)
     stats = playout.statistics()
-    assert stats == PlayoutStatistics(
+    assert stats == SinkStatistics(
         frames_written=30,
         frames_played=30,
         frames_dropped=0,

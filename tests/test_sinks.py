@@ -27,7 +27,7 @@ def ramp(frames: int, channels: int = 1) -> np.ndarray:
 async def write_all(sink: tts.AudioSink, block: np.ndarray) -> None:
     offset = 0
     while offset < len(block):
-        offset += sink.write_nowait(block[offset:])
+        offset += sink.write_some(block[offset:])
         if offset < len(block):
             await sink.wait_writable()
 
@@ -35,7 +35,7 @@ async def write_all(sink: tts.AudioSink, block: np.ndarray) -> None:
 async def test_null_sink_consumes_in_real_time(autojump_clock: trio.abc.Clock) -> None:
     async with tts.NullSink(buffer_s=2.0, blocksize_ms=20) as sink:
         await sink.open(FMT)
-        assert sink.write_nowait(ramp(24000)) == 24000
+        assert sink.write_some(ramp(24000)) == 24000
         start = trio.current_time()
         sink.mark(0)
         sink.play()
@@ -52,19 +52,19 @@ async def test_null_sink_write_blocks_when_full(autojump_clock: trio.abc.Clock) 
     async with tts.NullSink(buffer_s=0.5) as sink:
         await sink.open(FMT)
         assert sink.capacity == 12000
-        assert sink.write_nowait(ramp(20000)) == 12000
-        assert sink.write_nowait(ramp(10)) == 0
+        assert sink.write_some(ramp(20000)) == 12000
+        assert sink.write_some(ramp(10)) == 0
         sink.play()
         t0 = trio.current_time()
         await sink.wait_writable()
         assert trio.current_time() - t0 <= 0.021
-        assert sink.write_nowait(ramp(10)) > 0
+        assert sink.write_some(ramp(10)) > 0
 
 
 async def test_paused_sink_does_not_consume(autojump_clock: trio.abc.Clock) -> None:
     async with tts.NullSink() as sink:
         await sink.open(FMT)
-        sink.write_nowait(ramp(2400))
+        sink.write_some(ramp(2400))
         await trio.sleep(1.0)
         st = sink.statistics()
         assert (st.frames_played, st.buffered, st.underruns) == (0, 2400, 0)
@@ -75,7 +75,7 @@ async def test_paused_sink_does_not_consume(autojump_clock: trio.abc.Clock) -> N
 async def test_underrun_is_counted_once_then_silence(autojump_clock: trio.abc.Clock) -> None:
     async with tts.NullSink(blocksize_ms=10) as sink:
         await sink.open(FMT)
-        sink.write_nowait(ramp(2400))  # 100 ms
+        sink.write_some(ramp(2400))  # 100 ms
         sink.play()
         await trio.sleep(0.5)
         st = sink.statistics()
@@ -106,7 +106,7 @@ async def test_format_switch_with_audio_buffered_is_refused(
 ) -> None:
     async with tts.NullSink() as sink:
         await sink.open(FMT)
-        sink.write_nowait(ramp(100))
+        sink.write_some(ramp(100))
         with pytest.raises(tts.AudioDeviceError, match="still buffered"):
             await sink.open(AudioFormat(16000, 1))
         sink.abort()

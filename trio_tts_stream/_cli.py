@@ -34,7 +34,14 @@ from ._exceptions import (
 )
 from ._metrics import PlaybackReport
 from ._player import Playback, PlaybackStatistics, open_playback
-from ._sinks import AudioSink, NullSink, SoundDeviceSink, WavFileSink, import_sounddevice
+from ._sinks import (
+    AudioSink,
+    NullSink,
+    SoundDeviceSink,
+    WavFileSink,
+    import_sounddevice,
+    portaudio_errors,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -301,8 +308,9 @@ def _no_speaker_reason() -> str | None:
             "macOS: `brew install portaudio`)"
         )
     try:
-        sd.query_devices(kind="output")
-    except (sd.PortAudioError, ValueError):
+        with portaudio_errors("no default output device"):
+            sd.query_devices(kind="output")
+    except AudioDeviceError:
         return (
             "there is no audio output device (list them with `python -m trio_tts_stream devices`)"
         )
@@ -417,10 +425,13 @@ async def _play(
 
 
 def _devices() -> int:
+    """List the output devices; a PortAudio failure is one ``AudioDeviceError`` line."""
     sd = import_sounddevice()
-    default_out = sd.default.device[1]
+    with portaudio_errors("cannot list the audio devices", hint="Check the sound server."):
+        default_out = sd.default.device[1]
+        devices = list(sd.query_devices())
     found = False
-    for index, dev in enumerate(sd.query_devices()):
+    for index, dev in enumerate(devices):
         if dev["max_output_channels"] <= 0:
             continue
         found = True
