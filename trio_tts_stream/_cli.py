@@ -427,7 +427,10 @@ async def _play(
 def _devices() -> int:
     """List the output devices; a PortAudio failure is one ``AudioDeviceError`` line."""
     sd = import_sounddevice()
-    with portaudio_errors("cannot list the audio devices", hint="Check the sound server."):
+    with portaudio_errors(
+        "cannot list the audio devices",
+        hint="Check that a sound server or an ALSA device is available.",
+    ):
         default_out = sd.default.device[1]
         devices = list(sd.query_devices())
     found = False
