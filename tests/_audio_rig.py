@@ -806,6 +806,23 @@ class ParecRecorder:
             self._thread.join()
         return err.decode(errors="replace").strip()
 
+    def catch_up(self, seconds: float = 0.05, timeout: float = 5.0) -> None:
+        """Wait until ``parec`` has delivered ``seconds`` of audio beyond what it had
+        delivered at the call: what was rendered before the call is then recorded, however
+        late a loaded machine delivers it (a fixed sleep is not enough there).
+
+        Raises:
+            RigError: The audio did not arrive within ``timeout`` seconds.
+        """
+        if self._process is None:
+            raise RigError("recorder not started")
+        target = (self._reads[-1][1] if self._reads else 0) + int(seconds * self.rate)
+        deadline = time.perf_counter() + timeout
+        while not self._reads or self._reads[-1][1] < target:
+            if self._process.poll() is not None or time.perf_counter() > deadline:
+                raise RigError(f"parec did not deliver {seconds} s more within {timeout} s")
+            time.sleep(0.005)
+
     def stop(self) -> Recording:
         """Stop ``parec`` and return everything it recorded.
 

@@ -47,6 +47,19 @@ def _signal(frames: int, seed: int) -> npt.NDArray[np.int16]:
 SIGNAL = _signal(RATE // 2, seed=20240611)  # 0.5 s
 
 
+def _mismatch(heard: npt.NDArray[np.int16], signal: npt.NDArray[np.int16]) -> str:
+    """Where ``heard`` best matches the start of ``signal``, and how it differs there."""
+    if len(heard) < len(signal):
+        return f"only {len(heard)} samples heard"
+    h, sg = heard.astype(np.int64), signal.astype(np.int64)
+    at = int(np.argmax(np.abs(np.correlate(h, sg[:2000], "valid"))))
+    diff = np.nonzero(h[at : at + len(sg)] - sg[: len(h) - at])[0]
+    return (
+        f"best match at sample {at} of {len(h)}: {len(diff)} samples differ "
+        f"(first at {diff[:1].tolist()}, last at {diff[-1:].tolist()}; tail cut?)"
+    )
+
+
 @dataclasses.dataclass
 class Playback:
     """What :func:`play` observed."""
@@ -160,7 +173,7 @@ def test_pulse_and_default_devices_play_into_the_sink(
     with sd.OutputStream(device=device, samplerate=RATE, channels=1, dtype="int16") as stream:
         stream.write(signal)
         stream.write(np.zeros(int(stream.latency * RATE) + RATE // 20, np.int16))
-    time.sleep(0.05)
+    audio_monitor.catch_up()
     assert find_exact(audio_monitor.stop().samples, signal) >= 0
 
 
@@ -170,7 +183,7 @@ def test_tap_and_monitor_get_every_sample_exactly(
     audio_tap: AudioTap, audio_monitor: ParecRecorder, dtype: str
 ) -> None:
     playback = play(audio_tap.device, SIGNAL, dtype)
-    time.sleep(0.05)  # let the monitor catch up with the last rendered samples
+    audio_monitor.catch_up()  # the monitor has recorded the last rendered samples
     recording = audio_monitor.stop()
 
     (stream,) = audio_tap.streams()
@@ -188,7 +201,7 @@ def test_tap_and_monitor_get_every_sample_exactly(
 
     heard = recording.samples
     at = find_exact(heard, SIGNAL)
-    assert at >= 0, "the monitor did not hear the signal exactly (tail cut?)"
+    assert at >= 0, f"the monitor did not hear the signal exactly: {_mismatch(heard, SIGNAL)}"
     _assert_silent(heard[:at], "monitor before the signal")
     _assert_silent(heard[at + len(SIGNAL) :], "monitor after the signal")
     # Silence was fed for latency + margin, and heard: nothing was cut from the tail.
@@ -202,7 +215,7 @@ def test_monitor_detects_the_tail_loss_the_tap_cannot_see(
     # Stopping right after the last sample: PortAudio's ALSA backend drops what is queued
     # (AUDIO-FACTS.md: 26-43 ms). The tap still holds everything; only the monitor shows it.
     play(audio_tap.device, SIGNAL, tail_seconds=0.0)
-    time.sleep(0.15)
+    audio_monitor.catch_up(0.15)
     recording = audio_monitor.stop()
 
     played = audio_tap.read()[:, 0]
@@ -226,7 +239,7 @@ def test_monitor_timestamps_match_when_audio_was_handed_over(
     started = time.perf_counter()
     gap = 0.3
     playback = play(audio_tap.device, SIGNAL, gap_until=started + gap)
-    time.sleep(0.05)
+    audio_monitor.catch_up()
     recording = audio_monitor.stop()
 
     half = len(SIGNAL) // 2

@@ -396,11 +396,13 @@ async def test_a_paced_response_does_not_hold_up_others() -> None:
                 assert srv.open_connections == 2  # the paced one is still streaming
                 received += await pieces.__anext__()
         assert srv.render(MINUTES, "nova").startswith(bytes(received))
-        # At most the rest of the other synthesis (a few tenths of a second) before the
-        # first byte, then the audio at twice real time.
+        # Held up, the first byte would wait for the paced response (45 s); not held up,
+        # it waits at most for the rest of the other synthesis (a few tenths of a second
+        # here, up to 3 s on a loaded 2-core CI machine), then the audio at twice real
+        # time. The bounds separate the two by a wide margin, not by the machine's speed.
         seconds = len(first + rest) / 2 / SAMPLE_RATE
-        assert first_byte_s < 2.0
-        assert elapsed < first_byte_s + seconds / 2 + 1.0
+        assert first_byte_s < 10.0
+        assert elapsed < first_byte_s + seconds / 2 + 5.0
     assert srv.errors == []
 
 

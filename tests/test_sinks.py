@@ -5,16 +5,22 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+import threading
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import trio
 
 import trio_tts_stream as tts
-from trio_tts_stream import AudioFormat
+from trio_tts_stream import AudioFormat, _wavsink
+from trio_tts_stream._format import float_to_int16
+from trio_tts_stream._ringbuffer import Gate, Playout
+from trio_tts_stream._sinks import BufferedSink
+from trio_tts_stream._wav import WAV_HEADER_BYTES, wav_header
 
 FMT = AudioFormat(24000, 1)
 
@@ -217,4 +223,145 @@ async def test_unknown_device_is_audio_device_error(audio_rig: object) -> None:
 async def test_sinks_must_be_entered(tmp_path: Path) -> None:
     for sink in (tts.WavFileSink(tmp_path / "x.wav"), tts.SoundDeviceSink()):
         with pytest.raises(tts.AudioDeviceError, match="async with"):
+            await sink.open(FMT)
+
+
+# -- WavFileSink: file I/O in a worker thread --------------------------------------------
+
+
+async def test_wav_file_sink_writes_only_in_worker_threads_in_bounded_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trio_thread = threading.current_thread()
+    batches: list[tuple[threading.Thread, int]] = []
+    write_batch = _wavsink._write_batch
+
+    def recording(f: Any, frames: np.ndarray) -> None:
+        batches.append((threading.current_thread(), len(frames)))
+        write_batch(f, frames)
+
+    monkeypatch.setattr(_wavsink, "_write_batch", recording)
+    path = tmp_path / "threads.wav"
+    block = ramp(30000)
+    async with tts.WavFileSink(path, buffer_s=0.5, batch_s=0.1) as sink:
+        await sink.open(FMT)
+        sink.play()
+        await write_all(sink, block)  # 30000 frames through a 12000-frame ring
+        await sink.wait_heard(30000)
+        # wait_heard means written: the frames are in the file, not in a buffer.
+        assert path.stat().st_size == WAV_HEADER_BYTES + 2 * 30000
+    assert batches
+    assert all(thread is not trio_thread for thread, _ in batches)
+    assert max(n for _, n in batches) <= 2400  # batch_s=0.1 at 24 kHz
+    assert sum(n for _, n in batches) == 30000
+    data = path.read_bytes()
+    assert data[:WAV_HEADER_BYTES] == wav_header(24000, 1, data_bytes=60000)
+    np.testing.assert_array_equal(np.frombuffer(data[44:], "<i2"), float_to_int16(block)[:, 0])
+
+
+async def test_wav_file_sink_marks_and_paused_wait(tmp_path: Path) -> None:
+    async with tts.WavFileSink(tmp_path / "marks.wav") as sink:
+        await sink.open(FMT)
+        sink.write_some(ramp(4800))
+        sink.mark(100)
+        with pytest.raises(tts.AudioDeviceError, match="paused"):
+            await sink.wait_heard(4800)
+        assert sink.heard_time(100) is None
+        before = trio.current_time()
+        sink.play()
+        await sink.wait_heard(4800)
+        heard = sink.heard_time(100)
+        assert heard is not None
+        # Stamped as "taken for writing at t, frame 100 is 100/24000 s into the batch".
+        offset = 100 / 24000
+        assert before + offset <= heard <= trio.current_time() + offset
+        st = sink.statistics()
+        assert (st.frames_played, st.buffered, st.underruns) == (4800, 0, 0)
+
+
+async def test_wav_file_sink_back_to_back_utterances_are_gapless(tmp_path: Path) -> None:
+    async def source(value: int, seconds: float) -> AsyncIterator[bytes]:
+        yield (np.full(int(seconds * 24000), value, dtype="<i2")).tobytes()
+
+    path = tmp_path / "two.wav"
+    async with tts.WavFileSink(path) as sink:
+        await tts.play(source(1000, 0.5), sink=sink)
+        await tts.play(source(-1000, 0.3), sink=sink)
+    with wave.open(str(path)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    np.testing.assert_array_equal(data, np.r_[np.full(12000, 1000), np.full(7200, -1000)])
+
+
+async def test_wav_file_sink_refuses_a_second_format(tmp_path: Path) -> None:
+    path = tmp_path / "one.wav"
+    async with tts.WavFileSink(path) as sink:
+        await sink.open(FMT)
+        sink.play()
+        await write_all(sink, ramp(100))
+        await sink.wait_heard(100)
+        with pytest.raises(tts.AudioDeviceError, match="one WAV file holds one format"):
+            await sink.open(AudioFormat(16000, 1))
+    with wave.open(str(path)) as w:  # the first format's audio is kept, finished
+        assert (w.getframerate(), w.getnframes()) == (24000, 100)
+
+
+def test_bad_batch_size() -> None:
+    with pytest.raises(tts.ConfigError, match="batch_s"):
+        tts.WavFileSink("x.wav", batch_s=0)
+
+
+# -- a custom output: subclass BufferedSink ----------------------------------------------
+
+
+class ListSink(BufferedSink):
+    """Keeps every frame the gate lets through, consumed on the trio thread."""
+
+    def __init__(self) -> None:
+        super().__init__(buffer_s=0.1, dtype="int16", blocksize_ms=10)
+        self.frames: list[np.ndarray] = []
+        self._live: Playout | None = None
+
+    async def _start_consumer(self, fmt: AudioFormat, playout: Playout) -> None:
+        playout.wake = self._on_wake
+        playout.same_thread = True
+        self._live = playout
+        await trio.lowlevel.checkpoint()
+
+    def _pump(self) -> None:
+        playout = self._live
+        while playout is not None and playout.gate is not Gate.PAUSED and playout.ring.buffered:
+            out = np.empty((playout.ring.buffered, playout.ring.channels), playout.ring.dtype)
+            playout.fill(out, trio.current_time())
+            self.frames.append(out)
+
+    async def _stop_consumer(self) -> None:
+        self._live = None
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_custom_buffered_sink_plays_through_the_player(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    pcm = (np.arange(7200) % 3000 - 1500).astype("<i2")
+
+    async def source() -> AsyncIterator[bytes]:
+        for i in range(0, len(pcm) * 2, 1000):
+            yield pcm.tobytes()[i : i + 1000]
+            await trio.sleep(0.01)
+
+    async with ListSink() as sink:
+        assert isinstance(sink, tts.AudioSink)
+        report = await tts.play(source(), sink=sink)
+        st = sink.statistics()
+    assert report.frames_played == len(pcm)
+    assert (st.frames_played, st.underruns, st.callback_errors) == (len(pcm), 0, 0)
+    np.testing.assert_array_equal(np.concatenate(sink.frames)[:, 0], pcm)
+
+
+async def test_a_buffered_sink_without_a_consumer_says_so() -> None:
+    class Incomplete(BufferedSink):
+        pass
+
+    async with Incomplete(buffer_s=1, dtype="int16", blocksize_ms=10) as sink:
+        with pytest.raises(NotImplementedError, match="Incomplete must implement _start_consumer"):
             await sink.open(FMT)

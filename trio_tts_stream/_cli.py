@@ -35,7 +35,7 @@ from ._exceptions import (
 from ._metrics import PlaybackReport
 from ._player import Playback, PlaybackStatistics, open_playback
 from ._sinks import (
-    AudioSink,
+    BufferedSink,
     NullSink,
     SoundDeviceSink,
     WavFileSink,
@@ -317,7 +317,7 @@ def _no_speaker_reason() -> str | None:
     return None
 
 
-def _make_sink(args: argparse.Namespace, config: StreamConfig) -> AudioSink:
+def _make_sink(args: argparse.Namespace, config: StreamConfig) -> BufferedSink:
     if args.output:
         return WavFileSink(args.output, buffer_s=config.max_buffer_s)
     if args.null:
