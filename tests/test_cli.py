@@ -103,7 +103,11 @@ def test_buffer_options_reach_the_report(served: str) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["buffer_ms"] == 400
-    assert report["ttfa_ms"] - report["ttfb_ms"] >= 400 / 2  # 400 ms buffered at 2x real time
+    # 400 ms must be buffered first; the server sends at 2x real time, so that takes
+    # ~200 ms after the first byte less what the first chunks carried. A quarter of the
+    # buffer separates "the option reached the controller" (>= ~190 ms) from the 150 ms
+    # default (~75 ms) without depending on how loaded the machine is.
+    assert report["ttfa_ms"] - report["ttfb_ms"] >= 400 / 4
 
 
 @pytest.mark.parametrize(
