@@ -581,7 +581,7 @@ def network_method(
         "delivery ratio of the last one). Its first utterance is what a plain `speak()` "
         f"with the defaults does. Ring {config.max_buffer_s:g} s unless the row says "
         "otherwise.",
-        "Per utterance: start threshold = the report's `start_threshold_ms`; TTFA = "
+        "Per utterance: start threshold = the report's `buffer_ms`; TTFA = "
         "`ttfa_ms`; underruns and underrun ms = the report's count and the silence the "
         "sink played while starved; stalled ms (wall) = wall time of the `play()` call "
         "minus TTFA minus the audio length: the same silence timed from outside the "

@@ -171,8 +171,8 @@ class _HashingNullSink(tts.NullSink):
         self.digest = hashlib.sha256()
         self.frames = 0
 
-    def write_nowait(self, block: tts.Block) -> int:
-        n = super().write_nowait(block)
+    def write_some(self, block: tts.Block) -> int:
+        n = super().write_some(block)
         self.digest.update(np.ascontiguousarray(block[:n]).tobytes())
         self.frames += n
         return n
@@ -269,7 +269,7 @@ async def _network(args: argparse.Namespace) -> dict[str, Any]:
                     "index": index,
                     "error": error,
                     "planned_start_ms": start_ms,
-                    "start_threshold_ms": report.start_threshold_ms,
+                    "start_threshold_ms": report.buffer_ms,
                     "delivery_ratio": report.delivery_ratio,
                     "reconnects": report.reconnects,
                     "retries": report.retries,

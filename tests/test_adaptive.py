@@ -10,6 +10,7 @@ import trio
 
 import trio_tts_stream as tts
 from trio_tts_stream._adaptive import AdaptiveBuffering
+from trio_tts_stream._state import PlaybackController
 
 
 def test_underrun_grows_the_start_threshold_capped() -> None:
@@ -36,7 +37,7 @@ def test_fast_link_starts_sooner_but_not_below_the_floor() -> None:
 
 
 def test_rebuffer_threshold_grows_within_a_stream() -> None:
-    ctl = tts.PlaybackController(0.0, start_ms=100, rebuffer_ms=200, growth=1.5, max_ms=400)
+    ctl = PlaybackController(0.0, start_ms=100, rebuffer_ms=200, growth=1.5, max_ms=400)
     ctl.buffer_level(100, 0.1)
     ctl.underrun(0.2)
     assert ctl.rebuffer_ms == 200  # the first gap waits for rebuffer_ms itself
@@ -69,7 +70,7 @@ async def test_player_learns_a_slow_link(autojump_clock: trio.abc.Clock) -> None
     assert reports[0].underruns >= 1
     # 2 s of audio from the first to the last of 20 chunks 125 ms apart.
     assert reports[0].delivery_ratio == pytest.approx(2.0 / (19 * 0.125))
-    first, second = reports[0].start_threshold_ms, reports[1].start_threshold_ms
+    first, second = reports[0].buffer_ms, reports[1].buffer_ms
     assert first is not None
     assert second is not None
     assert second > first

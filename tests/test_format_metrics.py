@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from trio_tts_stream._format import AudioFormat, float_to_int16, int16_to_float
 from trio_tts_stream._metrics import MetricsRecorder, PlaybackReport, TimelineEntry
-from trio_tts_stream._state import Cause, Outcome, PlaybackState, PlaybackStateMachine
+from trio_tts_stream._state import PlaybackStateMachine
+from trio_tts_stream._vocabulary import Cause, Outcome, PlaybackState
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
@@ -238,11 +239,10 @@ def test_throughput_needs_a_time_span() -> None:
 
 def test_on_decode_accumulates() -> None:
     rec = MetricsRecorder()
-    rec.on_decode(0.001, 100)
-    rec.on_decode(0.003, 50)
+    rec.on_decode(0.001)
+    rec.on_decode(0.003)
     assert rec.decode_sample == [0.001, 0.003]
     assert rec.decode_calls == 2
-    assert rec.frames_decoded == 150
     mean, p95 = rec.decode_ms()
     assert mean == pytest.approx(2.0)
     assert p95 == pytest.approx(3.0)
@@ -250,7 +250,7 @@ def test_on_decode_accumulates() -> None:
 
 def test_recorders_do_not_share_lists() -> None:
     a, b = MetricsRecorder(), MetricsRecorder()
-    a.on_decode(0.5, 1)
+    a.on_decode(0.5)
     assert b.decode_sample == []
 
 
@@ -260,7 +260,7 @@ def test_decode_p95_is_nearest_rank(n: int) -> None:
     times = rng.exponential(0.002, size=n)
     rec = MetricsRecorder()
     for t in rng.permutation(times).tolist():
-        rec.on_decode(t, 1)
+        rec.on_decode(t)
     mean, p95 = rec.decode_ms()
     assert mean == pytest.approx(float(np.mean(times)) * 1000, rel=1e-12)
     reference = float(np.percentile(times, 95, method="inverted_cdf")) * 1000
@@ -306,7 +306,7 @@ def test_timeline_conversion() -> None:
     entries = rec.timeline(machine.timeline)
     assert isinstance(entries, tuple)
     assert [(e.state, e.cause) for e in entries] == [
-        (PlaybackState.PLAYING, "threshold_reached"),
+        (PlaybackState.PLAYING, Cause.THRESHOLD_REACHED),
         (PlaybackState.REBUFFERING, "underrun"),
         (PlaybackState.DONE, "cancelled"),
     ]
@@ -317,7 +317,7 @@ def test_timeline_without_request_is_absolute() -> None:
     machine = PlaybackStateMachine(0.0)
     machine.fire(Cause.EOS_BEFORE_THRESHOLD, 2.0)
     assert MetricsRecorder().timeline(machine.timeline) == (
-        TimelineEntry(2000.0, PlaybackState.DRAINING, "eos_before_threshold"),
+        TimelineEntry(2000.0, PlaybackState.DRAINING, Cause.EOS_BEFORE_THRESHOLD),
     )
     assert MetricsRecorder().timeline([]) == ()
 
@@ -348,8 +348,8 @@ def full_report(outcome: Outcome = Outcome.COMPLETED) -> PlaybackReport:
         frames_played=48000,
         audio_s=2.0,
         timeline=(
-            TimelineEntry(150.12345, PlaybackState.PLAYING, "threshold_reached"),
-            TimelineEntry(2100.0, PlaybackState.DRAINING, "end_of_stream"),
+            TimelineEntry(150.12345, PlaybackState.PLAYING, Cause.THRESHOLD_REACHED),
+            TimelineEntry(2100.0, PlaybackState.DRAINING, Cause.END_OF_STREAM),
         ),
     )
 

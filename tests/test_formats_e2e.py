@@ -54,8 +54,8 @@ class Collect(tts.NullSink):
         super().__init__()
         self.blocks: list[np.ndarray] = []
 
-    def write_nowait(self, block: tts.Block) -> int:
-        n = super().write_nowait(block)
+    def write_some(self, block: tts.Block) -> int:
+        n = super().write_some(block)
         self.blocks.append(np.array(block[:n, 0]))
         return n
 

@@ -54,8 +54,8 @@ class Collect(tts.NullSink):
         super().__init__(dtype="int16", **kwargs)  # type: ignore[arg-type]
         self.frames: list[np.ndarray] = []
 
-    def write_nowait(self, block: tts.Block) -> int:
-        n = super().write_nowait(block)
+    def write_some(self, block: tts.Block) -> int:
+        n = super().write_some(block)
         self.frames.append(np.rint(block[:n, 0] * 32768).astype(np.int16))
         return n
 

@@ -346,6 +346,6 @@ async def test_underrun_shows_in_the_timeline_while_the_network_is_silent(
             await trio.sleep(1.0)
             assert pb.state is PlaybackState.REBUFFERING
         report = pb.report
-    underrun = next(e for e in report.timeline if e.cause == "underrun")
+    underrun = next(e for e in report.timeline if e.cause is tts.Cause.UNDERRUN)
     assert underrun.t_ms < 300  # ~200 ms of audio played, then dry
     assert report.underrun_ms == pytest.approx(2800, abs=40)

@@ -18,18 +18,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_tts_stream._exceptions import StateTransitionError, TTSStreamError
-from trio_tts_stream._state import (
-    TRANSITIONS,
-    Cause,
-    Outcome,
-    PlaybackController,
-    PlaybackState,
-    PlaybackStateMachine,
-    Transition,
-)
+from trio_tts_stream._state import TRANSITIONS, PlaybackController, PlaybackStateMachine
+from trio_tts_stream._vocabulary import Cause, Gate, Outcome, PlaybackState, Transition
 
 S = PlaybackState
 C = Cause
+
+#: The gate each state wants, written out by hand.
+GATES = {
+    S.BUFFERING: Gate.PAUSED,
+    S.PLAYING: Gate.RUNNING,
+    S.REBUFFERING: Gate.RUNNING,  # the consumer paused itself when it ran dry
+    S.DRAINING: Gate.DRAINING,
+    S.DONE: Gate.PAUSED,
+}
 
 #: The documented transition table, written out by hand (independently of TRANSITIONS).
 EXPECTED: dict[tuple[PlaybackState, Cause], PlaybackState] = {
@@ -252,7 +254,7 @@ def test_new_controller() -> None:
     assert ctl.machine.started_at == 7.0
     assert ctl.start_ms == 120.0
     assert ctl.rebuffer_ms == 250.0
-    assert not ctl.consuming
+    assert ctl.gate is Gate.PAUSED
 
 
 @pytest.mark.parametrize("start_ms", [0.0, 1.0, 150.0, 1999.5])
@@ -307,7 +309,7 @@ def test_eos_before_threshold_drains() -> None:
     ctl.buffer_level(99.0, 0.5)
     assert ctl.end_of_stream(1.0) is C.EOS_BEFORE_THRESHOLD
     assert ctl.state is S.DRAINING
-    assert ctl.consuming
+    assert ctl.gate in (Gate.RUNNING, Gate.DRAINING)
     assert ctl.machine.timeline == [
         Transition(1.0, C.EOS_BEFORE_THRESHOLD, S.BUFFERING, S.DRAINING)
     ]
@@ -337,7 +339,7 @@ def test_underrun_from_playing() -> None:
     ctl = controller_in(S.PLAYING)
     assert ctl.underrun(9.0) is C.UNDERRUN
     assert ctl.state is S.REBUFFERING
-    assert not ctl.consuming
+    assert ctl.gate is Gate.RUNNING  # starved: the consumer paused itself
     assert ctl.machine.timeline[-1] == Transition(9.0, C.UNDERRUN, S.PLAYING, S.REBUFFERING)
 
 
@@ -371,8 +373,8 @@ def test_drained_elsewhere_is_illegal(state: PlaybackState) -> None:
 
 
 @pytest.mark.parametrize("state", list(PlaybackState), ids=lambda s: s.name)
-def test_consuming(state: PlaybackState) -> None:
-    assert controller_in(state).consuming is (state in (S.PLAYING, S.DRAINING))
+def test_gate(state: PlaybackState) -> None:
+    assert controller_in(state).gate is GATES[state]
 
 
 @pytest.mark.parametrize("cause", [C.CANCELLED, C.FAILED], ids=lambda c: c.name)
@@ -383,7 +385,7 @@ def test_stop_from_every_live_state(state: PlaybackState, cause: Cause) -> None:
     assert ctl.state is S.DONE
     assert ctl.machine.outcome is EXPECTED_OUTCOME[cause]
     assert ctl.machine.timeline[-1] == Transition(31.0, cause, state, S.DONE)
-    assert not ctl.consuming
+    assert ctl.gate is Gate.PAUSED
 
 
 @pytest.mark.parametrize("second", [C.CANCELLED, C.FAILED], ids=lambda c: c.name)
@@ -479,7 +481,7 @@ def check_consistent(ctl: PlaybackController, times: list[float]) -> None:
         assert sum(t.target is S.DONE for t in timeline) == 1
     else:
         assert machine.outcome is None
-    assert ctl.consuming is (previous in (S.PLAYING, S.DRAINING))
+    assert ctl.gate is GATES[previous]
 
 
 @settings(max_examples=300, deadline=None)
@@ -537,3 +539,31 @@ def test_random_causes_on_the_bare_machine(events: list[tuple[Cause, float]]) ->
             assert machine.outcome is EXPECTED_OUTCOME[expected_timeline[-1].cause]
         else:
             assert machine.outcome is None
+
+
+def test_observe_fires_underruns_from_the_output_count_and_returns_the_gate() -> None:
+    ctl = PlaybackController(0.0, start_ms=100.0, rebuffer_ms=50.0)
+    assert ctl.output_opened(busy=False) is Gate.PAUSED
+    assert ctl.observe(99.0, full=False, underruns=0, now=0.1) is None
+    assert ctl.observe(100.0, full=False, underruns=0, now=0.2) is Gate.RUNNING
+    assert ctl.observe(0.0, full=False, underruns=1, now=0.3) is None
+    assert ctl.state is S.REBUFFERING
+    assert ctl.observe(10.0, full=False, underruns=1, now=0.4) is None  # no second event
+    assert ctl.underruns == 1
+    assert ctl.observe(50.0, full=False, underruns=1, now=0.5) is Gate.RUNNING
+    assert (ctl.state, ctl.underruns) == (S.PLAYING, 1)  # a tuple: mypy keeps no narrowing
+
+
+def test_a_full_buffer_starts_whatever_the_threshold() -> None:
+    ctl = PlaybackController(0.0, start_ms=5000.0, rebuffer_ms=50.0)
+    assert ctl.observe(2000.0, full=True, underruns=0, now=1.0) is Gate.RUNNING
+
+
+def test_busy_output_keeps_its_gate() -> None:
+    ctl = PlaybackController(0.0, start_ms=100.0, rebuffer_ms=50.0)
+    assert ctl.output_opened(busy=True) is None
+
+
+def test_transitions_table_is_read_only() -> None:
+    with pytest.raises(TypeError):
+        TRANSITIONS[S.DONE, C.DRAINED] = S.PLAYING  # type: ignore[index]

@@ -17,7 +17,6 @@ from __future__ import annotations
 from ._config import ENV_VARIABLES, StreamConfig
 from ._decoders import available_formats, create_decoder, sniff_format
 from ._decoders._base import Decoder
-from ._download import DEFAULT_BASE_URL, Source, SpeechRequest
 from ._exceptions import (
     AudioDeviceError,
     AuthenticationError,
@@ -37,7 +36,8 @@ from ._exceptions import (
     TTSStreamError,
     UnsupportedFormatError,
 )
-from ._format import AudioFormat, Block
+from ._format import AudioFormat, Block, FormatHint
+from ._http import DEFAULT_BASE_URL, Source, SpeechRequest
 from ._metrics import PlaybackReport, TimelineEntry
 from ._player import (
     Playback,
@@ -48,51 +48,41 @@ from ._player import (
     play,
     speak,
 )
-from ._ringbuffer import Gate, PlayoutStatistics
-from ._sinks import AudioSink, NullSink, SoundDeviceSink, WavFileSink
-from ._state import (
-    TRANSITIONS,
-    Cause,
-    Outcome,
-    PlaybackController,
-    PlaybackState,
-    PlaybackStateMachine,
-    Transition,
-)
+from ._ringbuffer import SinkStatistics
+from ._sinks import AudioSink, BufferedSink, NullSink, SoundDeviceSink, WavFileSink
+from ._vocabulary import Cause, Outcome, PlaybackState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENV_VARIABLES",
-    "TRANSITIONS",
     "AudioDeviceError",
     "AudioFormat",
     "AudioSink",
     "AuthenticationError",
     "BadRequestError",
     "Block",
+    "BufferedSink",
     "Cause",
     "ConfigError",
     "DecodeError",
     "Decoder",
-    "Gate",
+    "FormatHint",
     "HTTPStatusError",
     "NetworkError",
     "NotFoundError",
     "NullSink",
     "Outcome",
     "Playback",
-    "PlaybackController",
     "PlaybackReport",
     "PlaybackState",
-    "PlaybackStateMachine",
     "PlaybackStatistics",
     "Player",
-    "PlayoutStatistics",
     "RateLimitError",
     "ResumeMismatchError",
     "ServerError",
+    "SinkStatistics",
     "SoundDeviceSink",
     "Source",
     "SourceError",
@@ -103,7 +93,6 @@ __all__ = [
     "TLSError",
     "TTSStreamError",
     "TimelineEntry",
-    "Transition",
     "UnsupportedFormatError",
     "WavFileSink",
     "__version__",

@@ -22,7 +22,6 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from ._config import StreamConfig
-from ._download import SpeechRequest, default_endpoint
 from ._exceptions import (
     AudioDeviceError,
     ConfigError,
@@ -32,6 +31,7 @@ from ._exceptions import (
     TTSStreamError,
     unwrap_single_exception,
 )
+from ._http import SpeechRequest, default_endpoint
 from ._metrics import PlaybackReport
 from ._player import Playback, PlaybackStatistics, open_playback
 from ._sinks import (

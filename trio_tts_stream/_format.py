@@ -15,7 +15,7 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AudioFormat", "Block", "float_to_int16", "int16_to_float"]
+__all__ = ["AudioFormat", "Block", "FormatHint", "float_to_int16", "int16_to_float"]
 
 Block: TypeAlias = npt.NDArray[np.float32]
 """A block of decoded audio: ``float32``, shape ``(frames, channels)``."""
@@ -46,6 +46,24 @@ class AudioFormat:
     def ms_to_frames(self, ms: float) -> int:
         """Number of whole frames in ``ms`` milliseconds (rounded down)."""
         return math.floor(ms * self.sample_rate / 1000 + 1e-9)
+
+
+@dataclass(frozen=True)
+class FormatHint:
+    """What a source was asked to be, for when its response does not say.
+
+    The response's ``Content-Type`` and magic bytes win over it; ``sample_rate`` and
+    ``channels`` describe headerless ``pcm``, which says nothing about itself.
+
+    Attributes:
+        name: The requested ``response_format`` (``"pcm"``, ``"wav"``, ``"mp3"``, ...).
+        sample_rate: Frames per second of headerless ``pcm`` (OpenAI: 24000).
+        channels: Channels of headerless ``pcm`` (OpenAI: 1).
+    """
+
+    name: str = "pcm"
+    sample_rate: int = 24000
+    channels: int = 1
 
 
 def int16_to_float(samples: npt.NDArray[np.int16]) -> Block:

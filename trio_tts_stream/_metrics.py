@@ -21,9 +21,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._vocabulary import Outcome, PlaybackState, Transition
+from ._format import AudioFormat
+from ._vocabulary import Cause, Outcome, PlaybackState, Transition
 
-__all__ = ["DECODE_SAMPLE", "MetricsRecorder", "PlaybackReport", "TimelineEntry"]
+__all__ = ["DECODE_SAMPLE", "MetricsRecorder", "OutputTotals", "PlaybackReport", "TimelineEntry"]
 
 #: Decoder call times kept for the p95 (a reservoir sample beyond this many calls).
 DECODE_SAMPLE = 4096
@@ -41,7 +42,7 @@ class TimelineEntry:
 
     t_ms: float
     state: PlaybackState
-    cause: str
+    cause: Cause
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class PlaybackReport:
         sample_rate: Decoded sample rate.
         output_sample_rate: Rate of the output (differs when the audio was resampled).
         channels: Decoded channel count.
-        buffer_ms: The initial buffer (start threshold) in force.
+        buffer_ms: The start threshold this playback used: the config's ``buffer_ms``,
+            or what a :class:`Player`'s adaptive policy set it to.
         ttfb_ms: Request sent -> first body byte.
         ttfa_ms: Request sent -> first sample heard.
         underruns: Times the output ran dry while playing.
@@ -82,8 +84,6 @@ class PlaybackReport:
         restarted: The utterance was started again after a mismatching re-request.
         delivery_ratio: Seconds of audio received per second of download (first to last
             byte): above 1 the link is faster than real time.
-        start_threshold_ms: The initial buffer this playback used (a :class:`Player`
-            sets it from its adaptive policy; otherwise ``buffer_ms``).
         timeline: Every state change.
     """
 
@@ -116,7 +116,6 @@ class PlaybackReport:
     resumed_bytes: int = 0
     skipped_overlap_frames: int = 0
     restarted: bool = False
-    start_threshold_ms: float | None = None
     delivery_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,10 +124,10 @@ class PlaybackReport:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Outcome):
-                value = value.value
+                value = str(value)
             elif f.name == "timeline":
                 value = [
-                    {"t_ms": round(e.t_ms, 3), "state": e.state.value, "cause": e.cause}
+                    {"t_ms": round(e.t_ms, 3), "state": str(e.state), "cause": str(e.cause)}
                     for e in value
                 ]
             elif isinstance(value, float):
@@ -137,14 +136,54 @@ class PlaybackReport:
         return out
 
 
+@dataclass(frozen=True)
+class OutputTotals:
+    """What the output did with one playback's audio (counted from when it started).
+
+    Attributes:
+        frames_played: Frames of this playback consumed by the output.
+        underruns: Times the output ran dry while playing.
+        underrun_frames: Frames of silence those underruns inserted.
+        level_sum: Sum of the buffered frames seen at each running block.
+        level_count: Running blocks seen.
+        level_min: Least buffered frames seen while running (-1: never).
+        first_heard: When the first frame was heard (trio's clock), if it was.
+    """
+
+    frames_played: int = 0
+    underruns: int = 0
+    underrun_frames: int = 0
+    level_sum: int = 0
+    level_count: int = 0
+    level_min: int = -1
+    first_heard: float | None = None
+
+
 @dataclass
 class MetricsRecorder:
-    """Mutable counters filled in by the download and playback tasks (trio thread only)."""
+    """The one recorder of a playback, filled in by the stream decoder, the download
+    loop and the player (trio thread only); :meth:`report` builds the report from it.
 
+    Times are on the caller's clock (trio's), except decode durations (seconds of the
+    stream decoder's timer).
+    """
+
+    # -- the request and its bytes (download loop)
     request_time: float | None = None
     first_byte_time: float | None = None
     last_byte_time: float | None = None
     bytes_received: int = 0
+    # -- network resilience (download loop)
+    retries: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    resumed_bytes: int = 0
+    restarted: bool = False
+    # -- decoding (stream decoder)
+    format: str | None = None
+    fallback_reason: str | None = None
+    decode_errors: int = 0
+    skipped_overlap_frames: int = 0
     frames_decoded: int = 0
     decode_calls: int = 0
     decode_total_s: float = 0.0
@@ -165,11 +204,10 @@ class MetricsRecorder:
         self.last_byte_time = now
         self.bytes_received += n
 
-    def on_decode(self, seconds: float, frames: int = 0) -> None:
-        """One decoder call took ``seconds`` and produced ``frames``."""
+    def on_decode(self, seconds: float) -> None:
+        """One decoder call took ``seconds``."""
         self.decode_calls += 1
         self.decode_total_s += seconds
-        self.frames_decoded += frames
         if len(self.decode_sample) < DECODE_SAMPLE:
             self.decode_sample.append(seconds)
         else:  # Vitter's algorithm R
@@ -213,5 +251,75 @@ class MetricsRecorder:
         """Convert state-machine transitions to report entries."""
         base = self.request_time if self.request_time is not None else 0.0
         return tuple(
-            TimelineEntry((t.time - base) * 1000.0, t.target, t.cause.value) for t in transitions
+            TimelineEntry((t.time - base) * 1000.0, t.target, t.cause) for t in transitions
+        )
+
+    def report(
+        self,
+        *,
+        outcome: Outcome,
+        error: str | None,
+        streaming: bool,
+        buffer_ms: float,
+        decoded: AudioFormat | None,
+        output: AudioFormat | None,
+        totals: OutputTotals,
+        transitions: list[Transition],
+    ) -> PlaybackReport:
+        """The report of a finished playback.
+
+        Args:
+            outcome: How it ended.
+            error: The failure's one-line message, if it failed.
+            streaming: Whether it played while downloading (else downloaded first).
+            buffer_ms: The start threshold it used.
+            decoded: The decoded stream's format (``None``: no audio was decoded).
+            output: The output's format (``None``: the output never opened).
+            totals: What the output did with this playback's audio.
+            transitions: The state machine's timeline.
+        """
+        rate = output.sample_rate if output else None
+        audio_s = self.frames_decoded / decoded.sample_rate if decoded else 0.0
+        buffer_avg = buffer_min = None
+        if rate is not None and totals.level_count:
+            buffer_avg = totals.level_sum / totals.level_count * 1000 / rate
+            buffer_min = totals.level_min * 1000 / rate
+        if not streaming:
+            mode = "buffered"
+        elif self.fallback_reason is not None:
+            mode = "buffered-fallback"
+        else:
+            mode = "stream"
+        decode_mean, decode_p95 = self.decode_ms()
+        return PlaybackReport(
+            outcome=outcome,
+            error=error,
+            mode=mode,
+            fallback_reason=self.fallback_reason,
+            format=self.format,
+            sample_rate=decoded.sample_rate if decoded else None,
+            channels=decoded.channels if decoded else None,
+            buffer_ms=buffer_ms,
+            ttfb_ms=self.since_request_ms(self.first_byte_time),
+            ttfa_ms=self.since_request_ms(totals.first_heard),
+            underruns=totals.underruns,
+            underrun_ms=totals.underrun_frames * 1000 / rate if rate else 0.0,
+            buffer_ms_avg=buffer_avg,
+            buffer_ms_min=buffer_min,
+            bytes_received=self.bytes_received,
+            throughput_kbps=self.throughput_kbps(),
+            decode_ms_mean=decode_mean,
+            decode_ms_p95=decode_p95,
+            reconnects=self.reconnects,
+            frames_played=totals.frames_played,
+            audio_s=audio_s,
+            decode_errors=self.decode_errors,
+            retries=self.retries,
+            stalls=self.stalls,
+            resumed_bytes=self.resumed_bytes,
+            skipped_overlap_frames=self.skipped_overlap_frames,
+            restarted=self.restarted,
+            delivery_ratio=self.delivery_ratio(audio_s),
+            output_sample_rate=rate,
+            timeline=self.timeline(transitions),
         )

@@ -32,13 +32,15 @@ import trio
 
 from ._adaptive import AdaptiveBuffering
 from ._config import StreamConfig
-from ._download import DownloadResult, Source, SpeechRequest, default_endpoint, run_download
+from ._download import run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
-from ._format import AudioFormat, Block
-from ._metrics import MetricsRecorder, PlaybackReport
+from ._format import AudioFormat, Block, FormatHint
+from ._http import Source, SpeechRequest, default_endpoint, make_client
+from ._metrics import MetricsRecorder, OutputTotals, PlaybackReport
 from ._resample import Resampler
 from ._sinks import AudioSink, SoundDeviceSink
-from ._state import Cause, Outcome, PlaybackController, PlaybackState
+from ._state import PlaybackController
+from ._vocabulary import Cause, Gate, Outcome, PlaybackState
 
 __all__ = [
     "Playback",
@@ -85,17 +87,13 @@ class Playback:
         sink: AudioSink,
         config: StreamConfig,
         client: httpx.AsyncClient,
-        response_format: str,
-        sample_rate: int,
-        channels: int,
+        hint: FormatHint,
     ) -> None:
         self._source = source
         self._sink = sink
         self._config = config
         self._client = client
-        self._requested_format = response_format
-        self._sample_rate = sample_rate
-        self._channels = channels
+        self._hint = hint
         self._metrics = MetricsRecorder()
         self._ctl = PlaybackController(
             trio.current_time(),
@@ -110,12 +108,11 @@ class Playback:
         self._fmt: AudioFormat | None = None  # the decoded stream's format
         self._out_fmt: AudioFormat | None = None  # the sink's format
         self._resampler: Resampler | None = None
-        self._download_result = DownloadResult()
         self._start_pos = 0
         self._written = 0
+        # The output's counters when this playback opened it (it may outlive us).
         self._underruns0 = 0
         self._underrun_frames0 = 0
-        self._underruns_seen = 0
         self._played0 = 0
         self._error: TTSStreamError | None = None
         self._report: PlaybackReport | None = None
@@ -149,21 +146,33 @@ class Playback:
 
     def statistics(self) -> PlaybackStatistics:
         """A live snapshot."""
-        rate = self._out_fmt.sample_rate if self._out_fmt else self._sample_rate
-        buffered = played = underruns = 0
-        if self._out_fmt is not None:
-            st = self._sink.statistics()
-            buffered = st.buffered
-            played = max(0, min(st.frames_played - self._played0, self._written))
-            underruns = st.underruns - self._underruns0
+        out = self._out_fmt
+        rate = out.sample_rate if out else self._hint.sample_rate
+        totals = self._totals()
+        buffered = self._sink.statistics().buffered if out is not None else 0
         return PlaybackStatistics(
             state=self._ctl.state,
             buffered_ms=buffered * 1000 / rate,
-            played_s=played / rate,
+            played_s=totals.frames_played / rate,
             received_s=self._metrics.frames_decoded
-            / (self._fmt.sample_rate if self._fmt else self._sample_rate),
+            / (self._fmt.sample_rate if self._fmt else self._hint.sample_rate),
             bytes_received=self._metrics.bytes_received,
-            underruns=underruns,
+            underruns=totals.underruns,
+        )
+
+    def _totals(self) -> OutputTotals:
+        """What the output did with this playback's audio so far."""
+        if self._out_fmt is None:
+            return OutputTotals()
+        st = self._sink.statistics()
+        return OutputTotals(
+            frames_played=max(0, min(st.frames_played - self._played0, self._written)),
+            underruns=st.underruns - self._underruns0,
+            underrun_frames=st.underrun_frames - self._underrun_frames0,
+            level_sum=st.level_sum,
+            level_count=st.level_count,
+            level_min=st.level_min,
+            first_heard=self._sink.heard_time(self._start_pos),
         )
 
     # -- tasks ----------------------------------------------------------------
@@ -195,11 +204,8 @@ class Playback:
                 send,
                 client=self._client,
                 config=self._config,
-                metrics=self._metrics,
-                result=self._download_result,
-                response_format=self._requested_format,
-                sample_rate=self._sample_rate,
-                channels=self._channels,
+                recorder=self._metrics,
+                hint=self._hint,
             )
         except TTSStreamError as exc:
             self._error = exc
@@ -222,10 +228,9 @@ class Playback:
         # Audio of an earlier utterance still queued ahead of ours counts as played
         # before ours starts.
         self._played0 = st.frames_played + st.buffered
-        self._underruns0 = self._underruns_seen = st.underruns
+        self._underruns0 = st.underruns
         self._underrun_frames0 = st.underrun_frames
-        if st.buffered == 0:
-            sink.pause()
+        self._apply(self._ctl.output_opened(busy=st.buffered > 0))
         sink.reset_level()
         sink.mark(self._start_pos)
         self._sink_opened.set()
@@ -253,7 +258,7 @@ class Playback:
             return
         self._update()
         self._ctl.end_of_stream(trio.current_time())
-        sink.end_of_data()
+        self._apply(self._ctl.gate)
         await sink.wait_heard(self._start_pos + self._written)
         if self._error is not None:
             self._ctl.stop(Cause.FAILED, trio.current_time())
@@ -264,7 +269,7 @@ class Playback:
         sink = self._sink
         offset = 0
         while True:
-            n = sink.write_nowait(block[offset:])
+            n = sink.write_some(block[offset:])
             offset += n
             self._written += n
             self._update()
@@ -273,92 +278,63 @@ class Playback:
             await sink.wait_writable()
 
     def _update(self) -> None:
-        """Turn the sink's counters into state-machine events (trio thread, no await)."""
+        """Show the controller what the output reports; apply its decision (trio thread,
+        no await)."""
         fmt = self._out_fmt
         if fmt is None or self._ctl.state is PlaybackState.DONE:
             return
-        sink = self._sink
-        st = sink.statistics()
-        now = trio.current_time()
-        if st.underruns > self._underruns_seen:
-            self._underruns_seen = st.underruns
-            self._ctl.underrun(now)
-        level = fmt.frames_to_ms(st.buffered)
-        if st.buffered >= st.capacity:
-            level = float("inf")  # a full ring must start, whatever the threshold
-        if self._ctl.buffer_level(level, now) is not None:
-            sink.play()
+        st = self._sink.statistics()
+        self._apply(
+            self._ctl.observe(
+                fmt.frames_to_ms(st.buffered),
+                full=st.buffered >= st.capacity,
+                underruns=st.underruns - self._underruns0,
+                now=trio.current_time(),
+            )
+        )
+
+    def _apply(self, gate: Gate | None) -> None:
+        """Set the output's gate as the controller decided (``None``: leave it)."""
+        if gate is Gate.RUNNING:
+            self._sink.play()
+        elif gate is Gate.DRAINING:
+            self._sink.end_of_data()
+        elif gate is Gate.PAUSED:
+            self._sink.pause()
 
     # -- report ---------------------------------------------------------------
 
     def _build_report(self) -> PlaybackReport:
-        m = self._metrics
-        fmt, out = self._fmt, self._out_fmt
-        rate = out.sample_rate if out else self._sample_rate
-        frames_played = underruns = 0
-        underrun_ms = 0.0
-        buffer_avg: float | None = None
-        buffer_min: float | None = None
-        ttfa: float | None = None
-        if out is not None:
-            st = self._sink.statistics()
-            frames_played = max(0, min(st.frames_played - self._played0, self._written))
-            underruns = st.underruns - self._underruns0
-            underrun_ms = (st.underrun_frames - self._underrun_frames0) * 1000 / rate
-            if st.level_count:
-                buffer_avg = st.level_sum / st.level_count * 1000 / rate
-                buffer_min = st.level_min * 1000 / rate
-            ttfa = m.since_request_ms(self._sink.heard_time(self._start_pos))
+        totals = self._totals()
+        if self._out_fmt is not None:
             self._sink.unmark(self._start_pos)
-        decode_mean, decode_p95 = m.decode_ms()
-        outcome = self._ctl.machine.outcome or Outcome.CANCELLED
-        result = self._download_result
-        audio_s = m.frames_decoded / fmt.sample_rate if fmt else 0.0
-        if not self._config.streaming:
-            mode = "buffered"
-        elif result.fallback_reason is not None:
-            mode = "buffered-fallback"
-        else:
-            mode = "stream"
-        return PlaybackReport(
-            outcome=outcome,
+        return self._metrics.report(
+            outcome=self._ctl.machine.outcome or Outcome.CANCELLED,
             error=str(self._error) if self._error is not None else None,
-            mode=mode,
-            fallback_reason=result.fallback_reason,
-            format=result.format,
-            sample_rate=fmt.sample_rate if fmt else None,
-            channels=fmt.channels if fmt else None,
-            buffer_ms=self._config.buffer_ms,
-            ttfb_ms=m.since_request_ms(m.first_byte_time),
-            ttfa_ms=ttfa,
-            underruns=underruns,
-            underrun_ms=underrun_ms,
-            buffer_ms_avg=buffer_avg,
-            buffer_ms_min=buffer_min,
-            bytes_received=m.bytes_received,
-            throughput_kbps=m.throughput_kbps(),
-            decode_ms_mean=decode_mean,
-            decode_ms_p95=decode_p95,
-            reconnects=result.reconnects,
-            frames_played=frames_played,
-            audio_s=audio_s,
-            decode_errors=result.decode_errors,
-            retries=result.retries,
-            stalls=result.stalls,
-            resumed_bytes=result.resumed_bytes,
-            skipped_overlap_frames=result.skipped_overlap_frames,
-            restarted=result.restarted,
-            start_threshold_ms=self._ctl.start_ms,
-            delivery_ratio=m.delivery_ratio(audio_s),
-            output_sample_rate=out.sample_rate if out else None,
-            timeline=m.timeline(self._ctl.machine.timeline),
+            streaming=self._config.streaming,
+            buffer_ms=self._ctl.start_ms,
+            decoded=self._fmt,
+            output=self._out_fmt,
+            totals=totals,
+            transitions=self._ctl.machine.timeline,
         )
 
 
-def make_client(config: StreamConfig, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """An httpx client with the config's timeouts."""
-    timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
-    return httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=True)
+@asynccontextmanager
+async def _own_resources(
+    sink: AudioSink | None,
+    client: httpx.AsyncClient | None,
+    config: StreamConfig,
+    verify: ssl.SSLContext | bool,
+) -> AsyncIterator[tuple[AudioSink, httpx.AsyncClient]]:
+    """The sink and client given, or our own (opened here, closed on exit)."""
+    async with AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(make_client(config, verify))
+        if sink is None:
+            sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
+        assert sink is not None
+        yield sink, client
 
 
 @asynccontextmanager
@@ -400,21 +376,9 @@ async def open_playback(
     if isinstance(source, SpeechRequest):
         response_format = response_format or source.response_format
         sample_rate, channels = source.sample_rate, source.channels
-    async with AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(make_client(config, verify))
-        if sink is None:
-            sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
-        assert sink is not None
-        playback = Playback(
-            source,
-            sink=sink,
-            config=config,
-            client=client,
-            response_format=response_format or "pcm",
-            sample_rate=sample_rate,
-            channels=channels,
-        )
+    hint = FormatHint(response_format or "pcm", sample_rate, channels)
+    async with _own_resources(sink, client, config, verify) as (sink, client):
+        playback = Playback(source, sink=sink, config=config, client=client, hint=hint)
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(playback._run)
@@ -523,10 +487,14 @@ class Player:
         self._adaptive = (
             AdaptiveBuffering(config.buffer_ms, config.max_buffer_s * 1000) if adaptive else None
         )
-        self.reports: list[PlaybackReport] = []
+        #: The report of the latest utterance (only the latest is kept: a long
+        #: conversation must not grow memory).
+        self.last_report: PlaybackReport | None = None
+        #: Utterances played so far.
+        self.utterances = 0
 
     def __repr__(self) -> str:  # no key, ever
-        return f"<Player start_ms={self.start_ms:.0f} utterances={len(self.reports)}>"
+        return f"<Player start_ms={self.start_ms:.0f} utterances={self.utterances}>"
 
     @property
     def start_ms(self) -> float:
@@ -564,16 +532,38 @@ class Player:
         self._learn(report)
         return report
 
-    async def speak(self, text: str, **request: object) -> PlaybackReport:
-        """Speak ``text`` (keyword arguments as :class:`SpeechRequest`; the player's
-        ``base_url`` and ``api_key`` are the defaults)."""
-        base_url, api_key = default_endpoint(self._base_url, self._api_key)
-        fields: dict[str, object] = {"base_url": base_url, "api_key": api_key}
-        fields.update(request)
-        return await self.play(SpeechRequest(text, **fields))  # type: ignore[arg-type]
+    async def speak(
+        self,
+        text: str,
+        *,
+        model: str = "gpt-4o-mini-tts",
+        voice: str = "alloy",
+        response_format: str = "pcm",
+        speed: float | None = None,
+        instructions: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> PlaybackReport:
+        """Speak ``text`` (arguments as :class:`SpeechRequest`; the player's ``base_url``
+        and ``api_key`` are the defaults)."""
+        base_url, api_key = default_endpoint(
+            base_url or self._base_url, api_key if api_key is not None else self._api_key
+        )
+        request = SpeechRequest(
+            text,
+            model=model,
+            voice=voice,
+            response_format=response_format,
+            speed=speed,
+            instructions=instructions,
+            base_url=base_url,
+            api_key=api_key,
+        )
+        return await self.play(request)
 
     def _learn(self, report: PlaybackReport) -> None:
-        self.reports.append(report)
+        self.last_report = report
+        self.utterances += 1
         if self._adaptive is not None and report.outcome is not Outcome.CANCELLED:
             self._adaptive.update(
                 underruns=report.underruns,
@@ -606,12 +596,7 @@ async def open_player(
         adaptive: Adapt the start threshold between utterances.
     """
     config = config if config is not None else StreamConfig.from_env()
-    async with AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(make_client(config, verify))
-        if sink is None:
-            sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
-        assert sink is not None
+    async with _own_resources(sink, client, config, verify) as (sink, client):
         yield Player(
             sink,
             config=config,

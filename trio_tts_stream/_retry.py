@@ -73,7 +73,6 @@ class RetryState:
     started_at: float
     rng: random.Random = field(default_factory=random.Random)
     attempts: int = 1
-    retries: int = 0
 
     def next_delay(self, exc: BaseException, now: float) -> float | None:
         """Seconds to wait before the next attempt after ``exc``, or ``None`` to give up.
@@ -89,7 +88,6 @@ class RetryState:
         if now + delay - self.started_at > self.policy.deadline_s:
             return None
         self.attempts += 1
-        self.retries += 1
         return delay
 
 

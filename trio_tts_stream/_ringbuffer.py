@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from ._vocabulary import Gate
 
-__all__ = ["Gate", "Playout", "PlayoutStatistics", "RingBuffer", "SinkStatistics"]
+__all__ = ["Gate", "Playout", "RingBuffer", "SinkStatistics"]
 
 _MAX_MARKS = 8
 
@@ -186,9 +186,6 @@ class SinkStatistics:
     level_count: int
     device_underflows: int = 0
     callback_errors: int = 0
-
-
-PlayoutStatistics = SinkStatistics  # TODO(remove alias): the former name
 
 
 class Playout:

@@ -52,10 +52,6 @@ class AudioSink(Protocol):
         ``WouldBlock``."""
         ...
 
-    def write_nowait(self, block: Block) -> int:  # TODO(remove alias)
-        """The former name of :meth:`write_some`."""
-        ...
-
     async def wait_writable(self) -> None:
         """Wait until at least one frame can be written."""
         ...
@@ -305,10 +301,6 @@ class BufferedSink(AudioSink):
         n = playout.ring.write(self._convert(block[: playout.ring.free]))
         self._pump()
         return n
-
-    def write_nowait(self, block: Block) -> int:  # TODO(remove alias)
-        """The former name of :meth:`write_some`."""
-        return self.write_some(block)
 
     async def wait_writable(self) -> None:
         playout = self._require()

@@ -37,25 +37,18 @@ it turns observations (buffer level, underrun, end of stream) into events.
 
 from __future__ import annotations
 
-from ._exceptions import StateTransitionError
-from ._vocabulary import Cause, Outcome, PlaybackState, Transition
+from types import MappingProxyType
 
-__all__ = [
-    "TRANSITIONS",
-    "Cause",
-    "Outcome",
-    "PlaybackController",
-    "PlaybackState",
-    "PlaybackStateMachine",
-    "Transition",
-]
+from ._exceptions import StateTransitionError
+from ._vocabulary import Cause, Gate, Outcome, PlaybackState, Transition
+
+__all__ = ["TRANSITIONS", "PlaybackController", "PlaybackStateMachine"]
 
 
 _S = PlaybackState
 _C = Cause
 
-#: (state, cause) -> next state. Anything absent is illegal.
-TRANSITIONS: dict[tuple[PlaybackState, Cause], PlaybackState] = {
+_TABLE: dict[tuple[PlaybackState, Cause], PlaybackState] = {
     (_S.BUFFERING, _C.THRESHOLD_REACHED): _S.PLAYING,
     (_S.BUFFERING, _C.EOS_BEFORE_THRESHOLD): _S.DRAINING,
     (_S.PLAYING, _C.UNDERRUN): _S.REBUFFERING,
@@ -65,9 +58,22 @@ TRANSITIONS: dict[tuple[PlaybackState, Cause], PlaybackState] = {
     (_S.DRAINING, _C.DRAINED): _S.DONE,
 }
 for _state in (_S.BUFFERING, _S.PLAYING, _S.REBUFFERING, _S.DRAINING):
-    TRANSITIONS[_state, _C.CANCELLED] = _S.DONE
-    TRANSITIONS[_state, _C.FAILED] = _S.DONE
+    _TABLE[_state, _C.CANCELLED] = _S.DONE
+    _TABLE[_state, _C.FAILED] = _S.DONE
 del _state
+
+#: (state, cause) -> next state, read-only. Anything absent is illegal.
+TRANSITIONS = MappingProxyType(_TABLE)
+
+#: The gate each state wants. ``REBUFFERING`` keeps ``RUNNING``: the consumer paused
+#: itself when it ran dry (see :mod:`._ringbuffer`), and re-setting the gate resumes it.
+_GATES = {
+    _S.BUFFERING: Gate.PAUSED,
+    _S.PLAYING: Gate.RUNNING,
+    _S.REBUFFERING: Gate.RUNNING,
+    _S.DRAINING: Gate.DRAINING,
+    _S.DONE: Gate.PAUSED,
+}
 
 _OUTCOMES = {
     _C.DRAINED: Outcome.COMPLETED,
@@ -113,10 +119,13 @@ class PlaybackStateMachine:
 
 
 class PlaybackController:
-    """Buffering policy on top of :class:`PlaybackStateMachine`.
+    """Buffering policy on top of :class:`PlaybackStateMachine`: the one place that
+    decides the output's gate.
 
-    Feed it observations; it fires the events they imply and tells whether the output
-    should be consuming audio.
+    Feed it observations (:meth:`output_opened`, :meth:`observe`, :meth:`end_of_stream`);
+    it fires the events they imply, and :attr:`gate` is the decision the player applies
+    to the output (``PAUSED`` while buffering, ``RUNNING`` while playing or rebuffering,
+    ``DRAINING`` once every byte has arrived).
 
     Args:
         now: The start time.
@@ -143,7 +152,9 @@ class PlaybackController:
         self.rebuffer_ms = rebuffer_ms
         self.growth = growth
         self.max_ms = max_ms
+        #: Underrun events fired (the output's own count is what :meth:`observe` reads).
         self.underruns = 0
+        self._output_underruns = 0
 
     @property
     def state(self) -> PlaybackState:
@@ -151,9 +162,35 @@ class PlaybackController:
         return self.machine.state
 
     @property
-    def consuming(self) -> bool:
-        """Whether the output should be consuming buffered audio."""
-        return self.machine.state in (PlaybackState.PLAYING, PlaybackState.DRAINING)
+    def gate(self) -> Gate:
+        """What the output should do now."""
+        return _GATES[self.machine.state]
+
+    def output_opened(self, *, busy: bool) -> Gate | None:
+        """The output is ready for this playback; return the gate to set, if any.
+
+        Args:
+            busy: Audio queued ahead of ours (an earlier utterance) is still playing: it
+                is left to play out (gapless), so no gate is set.
+        """
+        return None if busy else self.gate
+
+    def observe(self, buffered_ms: float, *, full: bool, underruns: int, now: float) -> Gate | None:
+        """The output's level and underrun count (since this playback started); fire what
+        they imply and return the gate to set, if it must be set again.
+
+        Args:
+            buffered_ms: Audio buffered ahead of the device.
+            full: The buffer is full: playing must start, whatever the threshold.
+            underruns: Times the output ran dry during this playback.
+            now: The caller's clock.
+        """
+        if underruns > self._output_underruns:
+            self._output_underruns = underruns
+            self.underrun(now)
+        if self.buffer_level(float("inf") if full else buffered_ms, now) is not None:
+            return self.gate
+        return None
 
     def buffer_level(self, buffered_ms: float, now: float) -> Cause | None:
         """The buffer holds ``buffered_ms``; start or resume if that is enough."""

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 __all__ = ["Cause", "Gate", "Outcome", "PlaybackState", "Transition"]
 
 
-class PlaybackState(enum.Enum):
+class _Word(str, enum.Enum):
+    """An enum whose members are also their string values.
+
+    ``Cause.UNDERRUN == "underrun"`` holds, ``str()`` and ``json.dumps`` give the value:
+    the report's ``--json`` form and code written against the former plain-string fields
+    keep working while the attributes are typed.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class PlaybackState(_Word):
     """Where a playback is."""
 
     BUFFERING = "buffering"
@@ -22,7 +34,7 @@ class PlaybackState(enum.Enum):
     DONE = "done"
 
 
-class Outcome(enum.Enum):
+class Outcome(_Word):
     """How a playback in state ``DONE`` ended."""
 
     COMPLETED = "completed"
@@ -30,7 +42,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
-class Cause(enum.Enum):
+class Cause(_Word):
     """The event behind a transition."""
 
     THRESHOLD_REACHED = "threshold_reached"

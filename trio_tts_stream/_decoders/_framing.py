@@ -40,7 +40,6 @@ class SyncFramer:
         frames: Frames returned so far.
         garbage_runs: Runs of undecodable bytes skipped between frames.
         garbage_bytes: Bytes in those runs.
-        tag_bytes: Bytes of ID3v2/ID3v1/APE tags skipped.
         trailing_bytes_dropped: Bytes after the last frame that formed no frame (a
             truncated final frame or junk), counted at :meth:`finish`.
         received: Bytes fed so far.
@@ -59,7 +58,6 @@ class SyncFramer:
         self.frames = 0
         self.garbage_runs = 0
         self.garbage_bytes = 0
-        self.tag_bytes = 0
         self.trailing_bytes_dropped = 0
         self.received = 0
 
@@ -86,7 +84,6 @@ class SyncFramer:
         if self._skip and not self._buf:  # skip tag bytes without copying them
             take = min(self._skip, len(view))
             self._skip -= take
-            self.tag_bytes += take
             view = view[take:]
         buf = self._buf
         buf += view
@@ -99,7 +96,6 @@ class SyncFramer:
             if self._skip:
                 take = min(self._skip, end - pos)
                 self._skip -= take
-                self.tag_bytes += take
                 pos += take
                 continue
             avail = end - pos
@@ -202,9 +198,7 @@ class SyncFramer:
 
     def _end_garbage(self, *, forgiven: bool = False) -> None:
         if self._garbage:
-            if forgiven:
-                self.tag_bytes += self._garbage
-            else:
+            if not forgiven:
                 self.garbage_runs += 1
                 self.garbage_bytes += self._garbage
             self._garbage = 0

@@ -84,11 +84,6 @@ class _FrameConverter:
         self.frame_bytes = _SAMPLE_BYTES[sample_format] * channels
         self._partial = bytearray()
 
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of an incomplete frame held back for the next call."""
-        return len(self._partial)
-
     def convert(self, data: memoryview | bytes) -> list[Block]:
         """Return the block of whole frames completed by ``data`` (``[]`` if none)."""
         if not data:

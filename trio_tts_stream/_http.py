@@ -1,0 +1,368 @@
+"""The HTTP edge: the one place that speaks HTTP, and where httpx exceptions become ours.
+
+Sources:
+
+* :class:`SpeechRequest`: ``POST {base_url}/audio/speech`` on an OpenAI-compatible server.
+* a ``str`` URL: ``GET`` an audio file (resumable with ``Range``).
+* any ``AsyncIterable[bytes]``: bring your own client.
+
+:func:`open_byte_stream` opens a source and yields a :class:`ByteStream`: the response's
+announced content type, its body as chunks of at most ``chunk_size`` (never waiting for
+a whole chunk), and what a resume needs (status, ETag, where a ``206`` body starts). An
+error status becomes a typed :class:`~._exceptions.HTTPStatusError` with the server's
+own message (secrets redacted); transport failures become
+:class:`~._exceptions.NetworkError`, :class:`~._exceptions.StreamTimeout` or
+:class:`~._exceptions.TLSError` in :func:`map_http_errors`. :func:`make_client` builds the
+client with the config's timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, cast
+
+import httpx
+import trio
+
+from ._config import StreamConfig
+from ._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    HTTPStatusError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    StreamTimeout,
+    TLSError,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ByteStream",
+    "Source",
+    "SpeechRequest",
+    "default_endpoint",
+    "make_client",
+    "map_http_errors",
+    "open_byte_stream",
+]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """An OpenAI-compatible ``/audio/speech`` request.
+
+    Attributes:
+        input: The text to speak.
+        model: TTS model name.
+        voice: Voice name.
+        response_format: ``pcm``, ``wav``, ``mp3``, ``aac``, ``flac`` or ``opus``.
+        speed: Speaking speed (0.25-4.0), or ``None`` for the server's default.
+        instructions: Voice instructions (gpt-4o-mini-tts), or ``None``.
+        base_url: API base, e.g. ``https://api.openai.com/v1``.
+        api_key: Bearer token; never shown in ``repr``, logs or errors.
+        sample_rate: Sample rate of headerless ``pcm`` (OpenAI: 24000).
+        channels: Channels of headerless ``pcm`` (OpenAI: 1).
+    """
+
+    input: str
+    model: str = "gpt-4o-mini-tts"
+    voice: str = "alloy"
+    response_format: str = "pcm"
+    speed: float | None = None
+    instructions: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    sample_rate: int = 24000
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.input.strip():
+            raise ConfigError("the text to speak is empty: give some text")
+        if self.speed is not None and not 0.25 <= self.speed <= 4.0:
+            raise ConfigError(f"speed={self.speed!r} is invalid: it must be 0.25..4.0")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"base_url={self.base_url!r} is invalid: it must start with http:// or https://"
+            )
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL."""
+        return self.base_url.rstrip("/") + "/audio/speech"
+
+    def json_body(self) -> dict[str, Any]:
+        """The JSON request body."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "input": self.input,
+            "voice": self.voice,
+            "response_format": self.response_format,
+        }
+        if self.speed is not None:
+            body["speed"] = self.speed
+        if self.instructions:
+            body["instructions"] = self.instructions
+        return body
+
+
+def default_endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Fill in ``base_url`` / ``api_key`` from ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``
+    (then OpenAI's URL) where not given; an empty key means none."""
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    return url, key or None
+
+
+Source: TypeAlias = "SpeechRequest | str | AsyncIterable[bytes]"
+
+
+@dataclass
+class ByteStream:
+    """An open source: its announced content type, its body chunks, and what a resume
+    needs (status, ETag, where a ``206`` body starts)."""
+
+    content_type: str | None
+    chunks: AsyncGenerator[bytes, None]
+    url: str | None = None
+    status_code: int = 200
+    etag: str | None = None
+    range_start: int | None = None
+    accepts_ranges: bool = False
+
+
+def _strong_etag(value: str | None) -> str | None:
+    """A strong ETag (``If-Range`` may only use those), else ``None``."""
+    if value is None or value.startswith("W/"):
+        return None
+    return value
+
+
+def _range_start(value: str | None) -> int | None:
+    """First byte of ``Content-Range: bytes N-M/T``, else ``None``."""
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _generator(iterator: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """httpx's body iterators are async generators; say so, to close them explicitly."""
+    return cast("AsyncGenerator[bytes, None]", iterator)
+
+
+def _redact(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9]{0,4})[A-Za-z0-9_\-*.]{4,}", r"\1***", text)
+
+
+def _server_message(body: bytes) -> str:
+    """The error text from an OpenAI-style JSON body, or the start of a plain one."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:300]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if isinstance(data.get("detail"), str):
+            return str(data["detail"])
+    return " ".join(text.split())[:300]
+
+
+def _status_error(
+    status: int, url: str, body: bytes, headers: httpx.Headers, api_key: str | None
+) -> HTTPStatusError:
+    message = _redact(_server_message(body), api_key)
+    retry_after: float | None = None
+    with suppress(ValueError):
+        retry_after = float(headers.get("retry-after", ""))
+    cls: type[HTTPStatusError]
+    if status in (401, 403):
+        cls, hint = (
+            AuthenticationError,
+            ("the API key was rejected: check --api-key / OPENAI_API_KEY"),
+        )
+    elif status == 404:
+        cls, hint = NotFoundError, "not found: check --base-url (usually ends in /v1) and --model"
+    elif status == 429:
+        cls, hint = RateLimitError, "rate limited: wait and try again"
+    elif status >= 500:
+        cls, hint = ServerError, "the server failed: try again later"
+    else:
+        cls, hint = BadRequestError, "the server rejected the request"
+    text = f"HTTP {status} from {url}: {hint}"
+    if message:
+        text += f" (server said: {message})"
+    return cls(text, status_code=status, server_message=message, url=url, retry_after=retry_after)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def _is_dns_failure(exc: BaseException) -> bool:
+    import socket
+
+    return any(isinstance(e, socket.gaierror) for e in _causes(exc))
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    import ssl
+
+    return any(
+        isinstance(e, ssl.SSLError)
+        or "CERTIFICATE_VERIFY_FAILED" in str(e)
+        or "SSL" in type(e).__name__
+        for e in _causes(exc)
+    )
+
+
+@contextmanager
+def map_http_errors(url: str) -> Iterator[None]:
+    """Turn httpx transport exceptions into ours (the one mapping boundary)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
+        raise StreamTimeout(
+            f"timed out {kind} {url}; check the server or raise the timeout"
+        ) from exc
+    except httpx.TransportError as exc:
+        if _is_tls_failure(exc):
+            reason = next((str(e) for e in _causes(exc) if str(e)), type(exc).__name__)
+            raise TLSError(
+                f"TLS failed for {url}: {reason}. Check the certificate (or pass a CA bundle "
+                "with --ca-file)."
+            ) from exc
+        detail = str(exc) or type(exc).__name__
+        if _is_dns_failure(exc):
+            host = httpx.URL(url).host
+            raise NetworkError(
+                f"cannot resolve the host name {host!r} of {url}: check --base-url / the URL"
+            ) from exc
+        if isinstance(exc, httpx.ConnectError):
+            raise NetworkError(
+                f"cannot connect to {url}: {detail}. Is the server running?"
+            ) from exc
+        raise NetworkError(f"connection to {url} failed: {detail}") from exc
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+
+
+@asynccontextmanager
+async def open_byte_stream(
+    source: Source,
+    *,
+    client: httpx.AsyncClient,
+    config: StreamConfig,
+    resume_from: int = 0,
+    etag: str | None = None,
+) -> AsyncIterator[ByteStream]:
+    """Open ``source`` and yield its body as chunks of at most ``config.chunk_size``.
+
+    For a GET URL, ``resume_from > 0`` asks for ``Range: bytes=N-`` (with ``If-Range``
+    when an ``etag`` is known); check :attr:`ByteStream.range_start` before trusting it.
+    """
+    if isinstance(source, (SpeechRequest, str)):
+        if isinstance(source, SpeechRequest):
+            url = source.url
+            headers = {"Accept": "*/*"}
+            if source.api_key:
+                headers["Authorization"] = f"Bearer {source.api_key}"
+            request = client.build_request("POST", url, json=source.json_body(), headers=headers)
+            api_key = source.api_key
+        else:
+            url = source
+            get_headers = {}
+            if resume_from > 0:
+                get_headers["Range"] = f"bytes={resume_from}-"
+                if etag:
+                    get_headers["If-Range"] = etag
+            with map_http_errors(url):
+                request = client.build_request("GET", url, headers=get_headers)
+            api_key = None
+        safe_url = str(request.url.copy_with(username=None, password=None, query=None))
+        with map_http_errors(safe_url):
+            response = await client.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    body = b""
+                    async with aclosing(_generator(response.aiter_bytes())) as pieces:
+                        async for piece in pieces:
+                            body += piece
+                            if len(body) >= _MAX_ERROR_BODY:
+                                break
+                    raise _status_error(
+                        response.status_code, safe_url, body, response.headers, api_key
+                    )
+
+                async def chunks() -> AsyncGenerator[bytes, None]:
+                    # Not aiter_bytes(chunk_size): httpx would hold bytes back until a
+                    # whole chunk_size has arrived (512 ms of 64 kbit/s mp3 for 4096).
+                    # chunk_size is the most we hand the decoder at once, never a wait.
+                    size = config.chunk_size
+                    with map_http_errors(safe_url):
+                        async with aclosing(_generator(response.aiter_bytes())) as body:
+                            async for data in body:
+                                for i in range(0, len(data), size):
+                                    yield data[i : i + size]
+
+                got = response.headers
+                yield ByteStream(
+                    got.get("content-type"),
+                    chunks(),
+                    safe_url,
+                    status_code=response.status_code,
+                    etag=_strong_etag(got.get("etag")),
+                    range_start=_range_start(got.get("content-range"))
+                    if response.status_code == 206
+                    else None,
+                    accepts_ranges=got.get("accept-ranges", "").lower() == "bytes"
+                    and "content-encoding" not in got,
+                )
+            finally:
+                with trio.CancelScope(shield=True):
+                    await response.aclose()
+    else:
+
+        async def rechunk() -> AsyncGenerator[bytes, None]:
+            size = config.chunk_size
+            iterator = aiter(source)
+            try:
+                async for data in iterator:
+                    for i in range(0, len(data), size):
+                        yield bytes(data[i : i + size])
+            finally:
+                # We drove this iterator; close it when we stop early (cancel, error).
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
+
+        yield ByteStream(None, rechunk())
+
+
+def make_client(config: StreamConfig, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """An httpx client with the config's timeouts, following redirects."""
+    timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
+    return httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=True)

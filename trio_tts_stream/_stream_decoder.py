@@ -1,0 +1,330 @@
+"""The stream decoder: response bytes in, one :class:`AudioFormat` then blocks out.
+
+Pure and synchronous, in the shape of h11: no trio, no httpx, no clock (a timer is
+passed in). The download loop (:mod:`._download`) owns the I/O and hands every body
+chunk to :meth:`StreamDecoder.feed`, which returns the events it produced::
+
+    decoder = StreamDecoder(FormatHint("mp3"), timer=time.perf_counter)
+    decoder.begin_response(content_type)
+    for chunk in body:
+        for event in decoder.feed(chunk):   # AudioFormat once, then Blocks
+            ...
+    events = decoder.finish()
+
+Theory of operation
+-------------------
+* **Choosing the decoder.** The first :data:`SNIFF_BYTES` bytes are held back until
+  there are enough to sniff. Then the response wins over the request: its magic bytes
+  and ``Content-Type`` choose the decoder, the :class:`~._format.FormatHint` fills in
+  what they leave open (see :func:`choose_decoder`).
+* **The buffered fallback.** If no streaming decoder takes the stream (an unknown
+  container, a decoder that refuses its first bytes) before any audio was produced,
+  the rest of the body is kept and decoded whole with PyAV at :meth:`finish`
+  (``recorder.fallback_reason`` says why).
+* **Resuming.** Every emitted frame goes into a :class:`~._resume.PrefixDigest`. A new
+  response that continues the same bytes (a ``206`` at the next byte) keeps the
+  decoder; one that starts again from its first byte is decoded afresh and its first
+  frames are skipped once :class:`~._resume.OverlapSkipper` has verified that they are
+  the ones already emitted. A mismatch raises
+  :class:`~._exceptions.ResumeMismatchError` (the download loop applies the
+  ``resume_mismatch`` policy: fail, or :meth:`StreamDecoder.reset` and start again).
+* **Accounting.** Decode times, frames, corrupted-frame counts, the format chosen and the
+  fallback reason go into the :class:`~._metrics.MetricsRecorder` passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeAlias
+
+from ._decoders import create_decoder, sniff_format
+from ._decoders._base import Decoder
+from ._exceptions import DecodeError, ResumeMismatchError, UnsupportedFormatError
+from ._format import AudioFormat, Block, FormatHint
+from ._metrics import MetricsRecorder
+from ._resume import OverlapSkipper, PrefixDigest, Verdict
+
+__all__ = [
+    "SNIFF_BYTES",
+    "Event",
+    "StreamDecoder",
+    "choose_decoder",
+]
+
+#: Bytes held back before the decoder is chosen (enough for every magic number).
+SNIFF_BYTES = 12
+
+Event: TypeAlias = "AudioFormat | Block"
+"""What :meth:`StreamDecoder.feed` returns: the stream's format (once), then blocks."""
+
+_log = logging.getLogger("trio_tts_stream")
+
+#: Containers that say what they are: their magic bytes are never a coincidence.
+_SELF_DESCRIBING = (b"RIFF", b"RF64", b"ID3", b"fLaC", b"OggS")
+
+
+class StreamDecoder:
+    """Decode one utterance's response bodies, over as many responses as it takes.
+
+    Args:
+        hint: What was asked for (used when the response does not say).
+        recorder: Where decode times, frames and counters go; default a new one.
+        timer: A monotonic clock in seconds (``time.perf_counter``) to time decoder
+            calls with; ``None`` records no times.
+    """
+
+    def __init__(
+        self,
+        hint: FormatHint,
+        *,
+        recorder: MetricsRecorder | None = None,
+        timer: Callable[[], float] | None = None,
+    ) -> None:
+        self.hint = hint
+        self.recorder = recorder if recorder is not None else MetricsRecorder()
+        self._timer = timer
+        # What has been emitted (survives responses; reset() forgets the digest only:
+        # the format stays announced).
+        self._format: AudioFormat | None = None
+        self._digest = PrefixDigest()
+        # Per response.
+        self._content_type: str | None = None
+        self._decoder: Decoder | None = None
+        self._skipper: OverlapSkipper | None = None
+        self._head = b""
+        self._body: bytearray | None = None  # the whole body, once falling back
+        #: Body bytes of the current response fed so far.
+        self.bytes_fed = 0
+
+    @property
+    def frames_emitted(self) -> int:
+        """Frames emitted since the start (or the last :meth:`reset`)."""
+        return self._digest.frames
+
+    @property
+    def resume_offset(self) -> int:
+        """Where a byte-range resume of the current response would continue (0: it can
+        not; a fresh response is needed)."""
+        return self.bytes_fed if self._decoder is not None else 0
+
+    def reset(self) -> None:
+        """Forget the current response and everything emitted (a retry before any audio
+        was played, or a restart of the utterance)."""
+        self._drop_response()
+        self._skipper = None
+        self._digest = PrefixDigest()
+
+    def begin_response(self, content_type: str | None, *, continues: bool = False) -> None:
+        """A new response starts.
+
+        Args:
+            content_type: Its ``Content-Type`` header, if any.
+            continues: It continues the previous body at byte :attr:`resume_offset` (an
+                accepted ``Range`` resume): keep the decoder. Otherwise it starts from
+                its first byte: decode it afresh and skip the frames already emitted,
+                after verifying them.
+        """
+        self._content_type = content_type
+        if continues:
+            return
+        self._drop_response()
+        if self._digest.frames:
+            self._skipper = OverlapSkipper(self._digest.frames, self._digest.crc)
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Decode the next body chunk.
+
+        Raises:
+            UnsupportedFormatError: No decoder can take the stream.
+            DecodeError: The bytes are not decodable (and the fallback cannot help).
+            ResumeMismatchError: A re-requested stream differs from what was emitted.
+        """
+        self.bytes_fed += len(chunk)
+        if self._body is not None:
+            self._body += chunk
+            return []
+        if self._decoder is None:
+            self._head += chunk
+            if len(self._head) < SNIFF_BYTES:
+                return []
+            chunk, self._head = self._head, b""
+            self._start(chunk)
+            if self._body is not None:
+                self._body += chunk
+                return []
+        return self._emit(self._decode(chunk))
+
+    def finish(self) -> list[Event]:
+        """The body ended: flush the decoder (or decode the kept body whole).
+
+        Raises:
+            As :meth:`feed`.
+        """
+        if self._body is None and self._decoder is None:
+            if not self._head:
+                return []
+            self._start(self._head)
+            if self._body is not None:
+                self._body += self._head
+        if self._body is None:
+            head, self._head = self._head, b""
+            return self._emit(self._decode(head, final=True))
+        from ._decoders._pyav import decode_whole
+
+        t0 = self._time()
+        try:
+            name, fmt, blocks = decode_whole(bytes(self._body))
+        finally:
+            self._record_decode(t0)
+        self.recorder.format = name
+        return self._emit(blocks, fmt)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _drop_response(self) -> None:
+        self._decoder = None
+        self._head = b""
+        self._body = None
+        self.bytes_fed = 0
+
+    def _time(self) -> float:
+        return self._timer() if self._timer is not None else 0.0
+
+    def _record_decode(self, t0: float) -> None:
+        if self._timer is not None:
+            self.recorder.on_decode(self._timer() - t0)
+
+    def _start(self, first: bytes) -> None:
+        check_agreement(first, self._content_type)
+        try:
+            self._decoder = choose_decoder(first, self._content_type, self.hint)
+        except UnsupportedFormatError as exc:
+            if not can_decode_whole() or self._digest.frames:
+                raise
+            self.recorder.fallback_reason = str(exc)
+            self._body = bytearray()
+            return
+        self.recorder.format = self._decoder.name
+
+    def _decode(self, data: bytes, final: bool = False) -> list[Block]:
+        decoder = self._decoder
+        assert decoder is not None
+        t0 = self._time()
+        try:
+            blocks = decoder.decode(data) if data else []
+            if final:
+                blocks += decoder.flush()
+        except DecodeError as exc:
+            if self._format is not None or self._digest.frames or not can_decode_whole():
+                raise
+            # Nothing emitted yet: keep every byte and decode it whole at the end.
+            self.recorder.fallback_reason = f"{decoder.name} decoder refused the stream: {exc}"
+            self._body = bytearray(data)
+            return []
+        finally:
+            self._record_decode(t0)
+        self._count_errors(decoder)
+        return blocks
+
+    def _count_errors(self, decoder: Decoder) -> None:
+        errors = int(getattr(decoder, "errors", 0))
+        if errors and not self.recorder.decode_errors:
+            _log.warning(
+                "%s stream has corrupted data: skipping undecodable frames (counted in the "
+                "report's decode_errors)",
+                decoder.name,
+            )
+        self.recorder.decode_errors = errors
+
+    def _emit(self, blocks: list[Block], fmt: AudioFormat | None = None) -> list[Event]:
+        if not blocks:
+            return []
+        if fmt is None:
+            assert self._decoder is not None
+            fmt = self._decoder.audio_format
+        assert fmt is not None
+        if self._skipper is not None:
+            blocks = self._skip_overlap(blocks)
+            if not blocks:
+                return []
+        events: list[Event] = []
+        if self._format is None:
+            self._format = fmt
+            events.append(fmt)
+        elif fmt != self._format:
+            raise UnsupportedFormatError(
+                f"the stream changed from {self._format} to {fmt} when it was re-requested"
+            )
+        for block in blocks:
+            self._digest.update(block)
+            self.recorder.frames_decoded += len(block)
+        events.extend(blocks)
+        return events
+
+    def _skip_overlap(self, blocks: list[Block]) -> list[Block]:
+        skipper = self._skipper
+        assert skipper is not None
+        out = []
+        for block in blocks:
+            before = skipper.seen
+            rest = skipper.feed(block)
+            self.recorder.skipped_overlap_frames += skipper.seen - before
+            if skipper.verdict is Verdict.MISMATCH:
+                raise ResumeMismatchError(
+                    f"after a reconnect the server sent different audio than before (the "
+                    f"first {skipper.frames} frames do not match what was played), so the "
+                    "stream cannot be resumed without a glitch; set "
+                    "resume_mismatch='restart' to start the utterance again instead"
+                )
+            if rest is not None:
+                out.append(rest)
+        if skipper.verdict is Verdict.MATCH:
+            self._skipper = None
+        return out
+
+
+def can_decode_whole() -> bool:
+    """Whether the buffered fallback (PyAV) is installed."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_agreement(head: bytes, content_type: str | None) -> None:
+    """A self-describing container (RIFF, ID3, fLaC, OggS) that contradicts a specific
+    audio Content-Type is an error: one of them is wrong, and no fallback can tell which.
+
+    Raises:
+        UnsupportedFormatError: They disagree.
+    """
+    if not head.startswith(_SELF_DESCRIBING) or not content_type:
+        return
+    magic = sniff_format(head, None)
+    declared = sniff_format(b"", content_type)
+    if declared is not None and declared not in (magic, "pcm"):
+        raise UnsupportedFormatError(
+            f"the response's Content-Type {content_type!r} and its bytes ({magic}) disagree; "
+            "the server is misconfigured: ask for another response_format"
+        )
+
+
+def choose_decoder(head: bytes, content_type: str | None, hint: FormatHint) -> Decoder:
+    """Trust the response over the request: its Content-Type and magic bytes win.
+
+    Headerless pcm can start with bytes that look like an mp3/aac frame sync, so for a
+    pcm request a frame sync alone does not override it.
+
+    Raises:
+        UnsupportedFormatError: The chosen format has no decoder here.
+    """
+    declared = sniff_format(b"", content_type) if content_type else None
+    strong = head.startswith(_SELF_DESCRIBING)
+    sniffed = sniff_format(head, content_type)
+    if hint.name == "pcm" and sniffed in ("mp3", "aac") and not strong and declared is None:
+        sniffed = None
+    return create_decoder(
+        sniffed or hint.name, sample_rate=hint.sample_rate, channels=hint.channels
+    )
