@@ -1,7 +1,7 @@
 """The one exception hierarchy of trio_tts_stream.
 
 Users catch these types, never httpx's, h11's or PortAudio's: foreign exceptions are
-mapped at exactly one boundary each (:mod:`._download` for HTTP, :mod:`._sinks` for
+mapped at exactly one boundary each (:mod:`._http` for HTTP, :mod:`._portaudio` for
 audio devices) with ``raise ... from``.
 
 ::
@@ -181,5 +181,8 @@ def unwrap_single_exception() -> Iterator[None]:
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
         if len(leaves) == 1:
-            raise leaves[0] from None
+            # Keep the leaf's own cause (the httpx or PortAudio error behind it); drop
+            # only the group from the chain.
+            leaf = leaves[0]
+            raise leaf from leaf.__cause__
         raise

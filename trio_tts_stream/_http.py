@@ -18,7 +18,9 @@ client with the config's timeouts.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import re
 import ssl
@@ -35,11 +37,13 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigError,
+    DecodeError,
     HTTPStatusError,
     NetworkError,
     NotFoundError,
     RateLimitError,
     ServerError,
+    SourceError,
     StreamTimeout,
     TLSError,
 )
@@ -53,9 +57,12 @@ __all__ = [
     "make_client",
     "map_http_errors",
     "open_byte_stream",
+    "safe_url",
+    "warn_plain_http_key",
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_log = logging.getLogger("trio_tts_stream")
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -94,7 +101,8 @@ class SpeechRequest:
             raise ConfigError(f"speed={self.speed!r} is invalid: it must be 0.25..4.0")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"base_url={self.base_url!r} is invalid: it must start with http:// or https://"
+                f"base_url={safe_url(self.base_url)!r} is invalid: it must start with "
+                "http:// or https://"
             )
 
     @property
@@ -237,15 +245,33 @@ def _is_tls_failure(exc: BaseException) -> bool:
     )
 
 
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: no userinfo (``user:password@``), no query string.
+
+    Works on malformed URLs too (a ``base_url`` that httpx cannot parse is still shown
+    without its credentials).
+    """
+    url = re.split(r"[?#]", url, maxsplit=1)[0]
+    # Whatever precedes an "@" up to a slash is userinfo, however malformed the rest.
+    return re.sub(r"(^|/)[^/@]*@", r"\1", url)
+
+
 @contextmanager
 def map_http_errors(url: str) -> Iterator[None]:
-    """Turn httpx transport exceptions into ours (the one mapping boundary)."""
+    """Turn every httpx exception into ours (the one mapping boundary), keeping it as the
+    ``__cause__``; the message is one line and never contains credentials."""
+    url = safe_url(url)
     try:
         yield
     except httpx.TimeoutException as exc:
         kind = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
         raise StreamTimeout(
             f"timed out {kind} {url}; check the server or raise the timeout"
+        ) from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise ConfigError(
+            f"cannot fetch {url}: only http:// and https:// URLs are supported "
+            f"({_one_line(str(exc))})"
         ) from exc
     except httpx.TransportError as exc:
         if _is_tls_failure(exc):
@@ -254,7 +280,7 @@ def map_http_errors(url: str) -> Iterator[None]:
                 f"TLS failed for {url}: {reason}. Check the certificate (or pass a CA bundle "
                 "with --ca-file)."
             ) from exc
-        detail = str(exc) or type(exc).__name__
+        detail = _one_line(str(exc) or type(exc).__name__)
         if _is_dns_failure(exc):
             host = httpx.URL(url).host
             raise NetworkError(
@@ -265,8 +291,53 @@ def map_http_errors(url: str) -> Iterator[None]:
                 f"cannot connect to {url}: {detail}. Is the server running?"
             ) from exc
         raise NetworkError(f"connection to {url} failed: {detail}") from exc
+    except httpx.DecodingError as exc:
+        raise DecodeError(
+            f"the response from {url} could not be decoded: its Content-Encoding is broken "
+            f"({_one_line(str(exc))}); the server is misconfigured"
+        ) from exc
+    except httpx.TooManyRedirects as exc:
+        raise SourceError(
+            f"too many redirects from {url}: the server redirects in a loop; check the URL"
+        ) from exc
     except httpx.InvalidURL as exc:
-        raise ConfigError(f"invalid URL {url!r}: {exc}") from exc
+        raise ConfigError(f"invalid URL {url!r}: {_one_line(str(exc))}") from exc
+    except (httpx.HTTPError, httpx.StreamError, httpx.CookieConflict) as exc:
+        # Anything else httpx may raise (its own HTTPStatusError is never asked for).
+        raise SourceError(
+            f"request to {url} failed: {type(exc).__name__}: {_one_line(str(exc))}"
+        ) from exc
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+_warned_plain_http: set[str] = set()
+
+
+def warn_plain_http_key(url: str, api_key: str | None) -> None:
+    """Log one warning per host when an API key would cross the network unencrypted."""
+    if not api_key:
+        return
+    parsed = httpx.URL(url)
+    host = parsed.host
+    if parsed.scheme != "http" or _is_loopback(host) or host in _warned_plain_http:
+        return
+    _warned_plain_http.add(host)
+    _log.warning(
+        "sending the API key over plain http to %s: anyone on the network can read it; use https",
+        host,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @asynccontextmanager
@@ -289,7 +360,11 @@ async def open_byte_stream(
             headers = {"Accept": "*/*"}
             if source.api_key:
                 headers["Authorization"] = f"Bearer {source.api_key}"
-            request = client.build_request("POST", url, json=source.json_body(), headers=headers)
+            warn_plain_http_key(url, source.api_key)
+            with map_http_errors(url):
+                request = client.build_request(
+                    "POST", url, json=source.json_body(), headers=headers
+                )
             api_key = source.api_key
         else:
             url = source
@@ -301,8 +376,8 @@ async def open_byte_stream(
             with map_http_errors(url):
                 request = client.build_request("GET", url, headers=get_headers)
             api_key = None
-        safe_url = str(request.url.copy_with(username=None, password=None, query=None))
-        with map_http_errors(safe_url):
+        shown_url = str(request.url.copy_with(username=None, password=None, query=None))
+        with map_http_errors(shown_url):
             response = await client.send(request, stream=True)
             try:
                 if response.status_code >= 400:
@@ -313,7 +388,7 @@ async def open_byte_stream(
                             if len(body) >= _MAX_ERROR_BODY:
                                 break
                     raise _status_error(
-                        response.status_code, safe_url, body, response.headers, api_key
+                        response.status_code, shown_url, body, response.headers, api_key
                     )
 
                 async def chunks() -> AsyncGenerator[bytes, None]:
@@ -321,7 +396,7 @@ async def open_byte_stream(
                     # whole chunk_size has arrived (512 ms of 64 kbit/s mp3 for 4096).
                     # chunk_size is the most we hand the decoder at once, never a wait.
                     size = config.chunk_size
-                    with map_http_errors(safe_url):
+                    with map_http_errors(shown_url):
                         async with aclosing(_generator(response.aiter_bytes())) as body:
                             async for data in body:
                                 for i in range(0, len(data), size):
@@ -331,7 +406,7 @@ async def open_byte_stream(
                 yield ByteStream(
                     got.get("content-type"),
                     chunks(),
-                    safe_url,
+                    shown_url,
                     status_code=response.status_code,
                     etag=_strong_etag(got.get("etag")),
                     range_start=_range_start(got.get("content-range"))
