@@ -18,7 +18,7 @@ TEXT = "Hello from the embedded voice."
 
 
 def test_embedded_default_speaks_into_a_wav(tmp_path: Path) -> None:
-    from trio_tts_stream.testing._espeak import EspeakEngine
+    from trio_tts_stream.server._espeak import EspeakEngine
 
     out = tmp_path / "hello.wav"
     result = run_cli("say", TEXT, "--output", str(out), "--json")

@@ -768,8 +768,8 @@ def test_endless_garbage_is_not_buffered() -> None:
 
 
 def test_test_server_flac_body_decodes_to_its_pcm_body() -> None:
-    pytest.importorskip("trio_tts_stream.testing._encode")
-    from trio_tts_stream.testing._server import render_chunks
+    pytest.importorskip("trio_tts_stream.server._encode")
+    from trio_tts_stream.server import render_chunks
 
     text = "Streaming FLAC: every frame as soon as the next one starts."
     pcm = b"".join(render_chunks(text, response_format="pcm"))

@@ -1,4 +1,4 @@
-"""Tests of the espeak-ng voice engine (trio_tts_stream.testing._espeak).
+"""Tests of the espeak-ng voice engine (trio_tts_stream.server._espeak).
 
 Skipped as a whole when the ``espeak`` extra (``espeakng-loader`` and ``soxr``) is not
 installed. The engine really synthesizes here (about 1 ms per second of audio), so texts
@@ -24,8 +24,8 @@ pytest.importorskip("espeakng_loader", reason="the espeak extra (espeakng-loader
 pytest.importorskip("soxr", reason="the espeak extra (soxr) is not installed")
 
 from trio_tts_stream._exceptions import ConfigError
-from trio_tts_stream.testing import _espeak
-from trio_tts_stream.testing._espeak import (
+from trio_tts_stream.server import _espeak
+from trio_tts_stream.server._espeak import (
     ESPEAK_VOICES,
     VOICES,
     EspeakEngine,

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_tts_stream._exceptions import ConfigError
-from trio_tts_stream.testing import _faults
-from trio_tts_stream.testing._faults import (
+from trio_tts_stream.server import _faults
+from trio_tts_stream.server._faults import (
     FAIL_STATUSES,
     FaultPlan,
     RequestFaults,
@@ -409,7 +409,7 @@ def test_jitter_is_the_same_in_another_process() -> None:
     pieces = schedule(20)
     sends = FaultPlan(seed=3, jitter_ms=10).for_request(2).schedule(pieces)
     code = (
-        "from trio_tts_stream.testing._faults import FaultPlan\n"
+        "from trio_tts_stream.server._faults import FaultPlan\n"
         f"pieces = {pieces!r}\n"
         "sends = FaultPlan(seed=3, jitter_ms=10).for_request(2).schedule(pieces)\n"
         "print(repr([s.at for s in sends]))\n"

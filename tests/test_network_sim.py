@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trio_tts_stream as tts
+from trio_tts_stream.server._faults import FaultPlan
 from trio_tts_stream.testing import open_test_server, synthesize_tone
-from trio_tts_stream.testing._faults import FaultPlan
 
 TEXT = "A network that drops, stalls and crawls must not change a single sample."
 REFERENCE = synthesize_tone(TEXT)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_tts_stream.testing._ranges import (
+from trio_tts_stream.server._ranges import (
     FullBody,
     NotSatisfiable,
     PartialBody,

@@ -32,20 +32,19 @@ av = pytest.importorskip("av", reason="the formats extra (PyAV) is not installed
 
 from _cli_helpers import serve_process  # noqa: E402 (after the skips)
 
+from trio_tts_stream.server import _encode, _espeak  # noqa: E402
+from trio_tts_stream.server._espeak import EspeakEngine  # noqa: E402
+from trio_tts_stream.server._serve_cli import add_serve_arguments  # noqa: E402
 from trio_tts_stream.testing import (  # noqa: E402
     ENGINES,
     OPENAI_RESPONSE_FORMATS,
     SAMPLE_RATE,
     TestServer,
-    _encode,
-    _espeak,
     chunk_schedule,
     espeak_available,
     open_test_server,
     render_chunks,
 )
-from trio_tts_stream.testing._espeak import EspeakEngine  # noqa: E402
-from trio_tts_stream.testing._serve_cli import add_serve_arguments  # noqa: E402
 
 _Samples = npt.NDArray[np.int16]
 

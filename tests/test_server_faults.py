@@ -11,17 +11,17 @@ import pytest
 import trio
 
 from trio_tts_stream._exceptions import ConfigError
+from trio_tts_stream.server import _encode
+from trio_tts_stream.server._ranges import strong_etag
+from trio_tts_stream.server._serve_cli import add_serve_arguments, fault_plan, run_serve
 from trio_tts_stream.testing import (
     FILES_PATH,
     FaultPlan,
-    _encode,
     chunk_schedule,
     open_test_server,
     render_chunks,
     tone_frames,
 )
-from trio_tts_stream.testing._ranges import strong_etag
-from trio_tts_stream.testing._serve_cli import add_serve_arguments, fault_plan, run_serve
 
 TEXT = "Faults, on purpose."  # 19 characters: 1.235 s of audio, 59280 bytes of pcm
 PCM_BYTES = 2 * tone_frames(TEXT)

@@ -1,4 +1,4 @@
-"""Tests of trio_tts_stream.testing._encode: the test server's compressed encoders."""
+"""Tests of trio_tts_stream.server._encode: the test server's compressed encoders."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from trio_tts_stream.testing import SAMPLE_RATE, render_chunks, synthesize_tone
 
 av = pytest.importorskip("av")
-_encode = pytest.importorskip("trio_tts_stream.testing._encode")
+_encode = pytest.importorskip("trio_tts_stream.server._encode")
 
 TEXT = "Hello world. This is a streaming test!"  # 2.47 s of audio
 N = len(synthesize_tone(TEXT))

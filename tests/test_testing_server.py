@@ -17,6 +17,7 @@ import types
 import wave
 import zlib
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from hypothesis import strategies as st
 
 import trio_tts_stream.testing as testing
 from trio_tts_stream._exceptions import ConfigError
+from trio_tts_stream.server import _bodies, _connection, _encode, _tone
+from trio_tts_stream.server._serve_cli import add_serve_arguments, run_serve
 from trio_tts_stream.testing import (
     ENGINES,
     MAX_INPUT_CHARS,
@@ -40,9 +43,6 @@ from trio_tts_stream.testing import (
     SAMPLE_RATE,
     VOICES,
     TestServer,
-    _encode,
-    _server,
-    _tone,
     chunk_schedule,
     open_test_server,
     render_chunks,
@@ -52,7 +52,6 @@ from trio_tts_stream.testing import (
     tone_frames,
     wav_header,
 )
-from trio_tts_stream.testing._serve_cli import add_serve_arguments, run_serve
 
 TEXT = "Hello world. This is a streaming test!"
 FULL_SCALE = 32768
@@ -345,8 +344,8 @@ def test_pieces_do_not_depend_on_how_the_samples_arrive(
     text = "Hi there, you."
     expected = render_chunks(text, response_format=response_format)
     samples = synthesize_tone(text)
-    options = _server._EncoderOptions(SAMPLE_RATE, len(samples), False)
-    pieces = _server._Pieces(_server._FORMATS[response_format].encoder(options), 480)
+    options = _bodies._EncoderOptions(SAMPLE_RATE, len(samples), False)
+    pieces = _bodies._Pieces(_bodies._FORMATS[response_format].encoder(options), 480)
     got: list[bytes] = []
     try:
         bounds = [0, *sorted(c % (len(samples) + 1) for c in cuts), len(samples)]
@@ -926,13 +925,13 @@ async def test_unpaced_bodies_are_sent_a_second_of_audio_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sends: list[int] = []
-    send = _server._Connection._send
+    send = _connection._Connection._send
 
     async def counting_send(self: Any, data: bytes | None) -> None:
         sends.append(len(data or b""))
         await send(self, data)
 
-    monkeypatch.setattr(_server._Connection, "_send", counting_send)
+    monkeypatch.setattr(_connection._Connection, "_send", counting_send)
     async with open_test_server() as srv, http_client(srv.base_url) as client:
         response = await client.post(
             "/audio/speech", json=speech(FIVE_SECONDS, response_format="opus")
@@ -1247,3 +1246,43 @@ async def test_run_serve_rejects_bad_options(tmp_path: Path) -> None:
     async with open_test_server() as srv:
         with pytest.raises(ConfigError, match="cannot listen"):
             await run_serve(_parse(["--port", str(srv.port)]))
+
+
+# -- one options object ------------------------------------------------------------------
+
+
+async def test_serve_and_open_server_share_one_options_object() -> None:
+    from trio_tts_stream.server import ServerOptions, SpeechServer, open_server
+
+    options = ServerOptions(ttfb_ms=120, api_key="sk-options-KEY-0123456789")
+    assert "sk-options" not in repr(options)
+    async with open_server(options, chunk_ms=40) as server:
+        assert isinstance(server, SpeechServer)
+        config = server._config
+        assert (config.ttfb_ms, config.chunk_ms, config.api_key) == (
+            120,
+            40,
+            "sk-options-KEY-0123456789",
+        )
+    async with trio.open_nursery() as nursery:
+        started: SpeechServer = await nursery.start(partial(serve, options, realtime_factor=3.0))
+        assert (started._config.ttfb_ms, started._config.realtime_factor) == (120, 3.0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_misspelled_option_is_a_type_error() -> None:
+    from trio_tts_stream.server import open_server
+
+    changes: dict[str, Any] = {"ttfb": 100}
+    with pytest.raises(TypeError, match="ttfb"):
+        async with open_server(**changes):
+            pass  # pragma: no cover
+
+
+def test_options_are_checked_when_created() -> None:
+    from trio_tts_stream.server import ServerOptions
+
+    with pytest.raises(ConfigError, match="chunk_ms must be > 0"):
+        ServerOptions(chunk_ms=0)
+    with pytest.raises(ConfigError, match="unknown engine"):
+        ServerOptions(engine="nope")

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime-factor 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from .testing._serve_cli import add_serve_arguments
+    from .server._serve_cli import add_serve_arguments
 
     add_serve_arguments(serve)
 
@@ -349,7 +349,7 @@ async def _embedded_server(args: argparse.Namespace) -> AsyncIterator[str | None
     if configured:
         yield None
         return
-    from .testing import espeak_available, open_test_server
+    from .server import espeak_available, open_server
 
     if not espeak_available():
         raise ConfigError(
@@ -357,7 +357,7 @@ async def _embedded_server(args: argparse.Namespace) -> AsyncIterator[str | None
             "pip install 'trio-tts-stream[espeak]', or point at a server with --base-url URL "
             "(and --api-key / OPENAI_API_KEY for OpenAI)"
         )
-    async with open_test_server(engine="espeak") as server:
+    async with open_server(engine="espeak") as server:
         print(
             f"note: no --base-url or OPENAI_API_KEY given: speaking with the embedded espeak "
             f"voice served on {server.base_url} (use --base-url URL or set OPENAI_API_KEY "
@@ -462,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "devices":
             return _devices()
         if args.command == "serve":
-            from .testing._serve_cli import run_serve
+            from .server._serve_cli import run_serve
 
             trio.run(run_serve, args)
             return EXIT_OK

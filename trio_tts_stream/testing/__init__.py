@@ -1,25 +1,21 @@
-"""A local OpenAI-compatible text-to-speech server, for tests, benchmarks and offline use.
+"""Test helpers: the local server (:mod:`trio_tts_stream.server`) with fault injection.
 
-:func:`open_test_server` runs it for the duration of an ``async with`` block;
-:func:`serve` runs it under ``nursery.start``. It answers ``POST /v1/audio/speech`` with
-the deterministic, speech-like audio of :func:`synthesize_tone` (``engine="tone"``, the
-default) or with speech from espeak-ng (``engine="espeak"``: the ``espeak`` extra, see
-:func:`espeak_available`), streamed with a configurable time to first byte and real-time
-factor, in every OpenAI ``response_format`` (``pcm`` and ``wav`` always; ``mp3``,
-``opus``, ``aac`` and ``flac`` with PyAV, the ``formats`` extra).
-:meth:`TestServer.render` gives the exact body of any request and
+:func:`open_test_server` is :func:`~trio_tts_stream.server.open_server`: it runs the
+OpenAI-compatible server for the duration of an ``async with`` block, and a
+:class:`FaultPlan` (``faults=``) injects network faults into it, deterministically:
+dropped connections, stalls, a bandwidth limit, jitter, error statuses with
+``Retry-After``. :meth:`TestServer.render` gives the exact body of any request and
 :meth:`TestServer.reference_pcm` the samples it encodes, so a client's output can be
 checked bit for bit (``pcm``, ``wav``, ``flac``) or against the reference (lossy formats).
 :meth:`TestServer.audio_url` serves the same audio at a ``GET`` URL with ``Range``
-support, and a :class:`FaultPlan` injects network faults, deterministically: dropped
-connections, stalls, a bandwidth limit, jitter, error statuses with ``Retry-After``.
+support. Everything the server module exports is re-exported here, under the names
+tests have always used.
 """
 
 from __future__ import annotations
 
-from ._espeak import espeak_available
-from ._faults import FaultPlan, RequestFaults
-from ._server import (
+from .._wav import wav_header
+from ..server import (
     ENGINES,
     FILES_PATH,
     MAX_INPUT_CHARS,
@@ -27,15 +23,20 @@ from ._server import (
     RESPONSE_FORMATS,
     SAMPLE_RATE,
     SPEECH_PATH,
+    VOICES,
     RecordedRequest,
-    TestServer,
+    ServerOptions,
     chunk_schedule,
-    open_test_server,
+    espeak_available,
     render_chunks,
     serve,
-    wav_header,
+    synthesize_tone,
+    tone_blocks,
+    tone_frames,
 )
-from ._tone import VOICES, synthesize_tone, tone_blocks, tone_frames
+from ..server import SpeechServer as TestServer
+from ..server import open_server as open_test_server
+from ..server._faults import FaultPlan, RequestFaults
 
 __all__ = [
     "ENGINES",
@@ -49,6 +50,7 @@ __all__ = [
     "FaultPlan",
     "RecordedRequest",
     "RequestFaults",
+    "ServerOptions",
     "TestServer",
     "chunk_schedule",
     "espeak_available",

@@ -19,8 +19,9 @@ import sys
 import trio
 
 from .._exceptions import ConfigError
+from ._connection import open_server
+from ._engines import ENGINES
 from ._faults import FAIL_STATUSES, FaultPlan, parse_byte_counts
-from ._server import ENGINES, open_test_server
 
 __all__ = ["add_serve_arguments", "fault_plan", "run_serve"]
 
@@ -204,7 +205,7 @@ async def run_serve(args: argparse.Namespace) -> None:
             raise ConfigError(f"cannot load the TLS certificate: {exc}") from exc
     faults = fault_plan(args)
     try:
-        async with open_test_server(
+        async with open_server(
             host=args.host,
             port=args.port,
             ttfb_ms=args.ttfb_ms,
