@@ -110,6 +110,10 @@ INVALID: list[tuple[str, Any]] = [
     ("queue_blocks", True),
     ("connect_timeout_s", True),
     ("read_timeout_s", True),
+    ("fallback_limit_bytes", 4095),
+    ("fallback_limit_bytes", 0),
+    ("fallback_limit_bytes", 65536.0),
+    ("fallback_limit_bytes", True),
 ]
 
 
@@ -141,6 +145,8 @@ VALID_EDGES: list[dict[str, Any]] = [
     {"queue_blocks": 4096},
     {"connect_timeout_s": 1e-6, "read_timeout_s": 1e-6},
     {"connect_timeout_s": 3600, "read_timeout_s": 3600},
+    {"fallback_limit_bytes": 4096},
+    {"fallback_limit_bytes": 1 << 34},
 ]
 
 

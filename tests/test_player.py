@@ -93,10 +93,16 @@ async def test_short_utterance_starts_at_end_of_stream(autojump_clock: trio.abc.
     assert report.outcome is Outcome.COMPLETED
 
 
-async def test_empty_source_completes_with_no_audio(autojump_clock: trio.abc.Clock) -> None:
+async def test_an_empty_source_fails_instead_of_completing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Never a silent success: an utterance that produced no audio is not "completed".
     async with tts.NullSink() as sink:
-        report = await tts.play(paced(b"", chunk=1, interval=0.01), sink=sink)
-    assert report.outcome is Outcome.COMPLETED
+        with pytest.raises(tts.DecodeError, match="empty body") as info:
+            await tts.play(paced(b"", chunk=1, interval=0.01), sink=sink)
+    report = info.value.report
+    assert report is not None
+    assert report.outcome is Outcome.FAILED
     assert report.frames_played == 0
     assert report.ttfa_ms is None
 

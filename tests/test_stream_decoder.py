@@ -282,11 +282,12 @@ def test_a_short_wav_body_decodes_at_finish_too() -> None:
     assert np.array_equal(float_to_int16(out[:, 0]), samples)
 
 
-def test_an_empty_body_gives_nothing() -> None:
+def test_an_empty_body_is_an_error_not_a_silent_success() -> None:
     recorder = MetricsRecorder()
     decoder = new_decoder("pcm", recorder=recorder)
     assert decoder.feed(b"") == []
-    assert decoder.finish() == []
+    with pytest.raises(DecodeError, match="empty body"):
+        decoder.finish()
     assert recorder.format is None
     assert decoder.frames_emitted == 0
 
@@ -724,3 +725,93 @@ def test_wav_header_helper_is_what_the_wav_body_starts_with() -> None:
     assert raw.startswith(header)
     assert raw[len(header) :] == body("pcm")
     assert struct.unpack("<I", raw[4:8]) == (0xFFFFFFFF,)
+
+
+# -- never noise, never silent success, bounded memory (issue 9) -------------------------
+
+
+def whole(raw: bytes) -> F32:
+    from trio_tts_stream._decoders._pyav import decode_whole
+
+    return concat(decode_whole(raw)[2])
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_the_fallback_keeps_every_byte_whatever_the_chunking(data: st.DataObject) -> None:
+    # mu-law WAV: the streaming WAV decoder refuses it when it sees the header, which
+    # may be in the first chunk or the fifth; the fallback must start from byte 0.
+    raw = mulaw_wav()
+    points = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=8))
+    if data.draw(st.booleans()):
+        points += [12, 13, 40]  # a first chunk of 12 bytes, as in the issue
+    decoder = new_decoder("wav")
+    _, samples = split(feed_all(decoder, split_at(raw, points)))
+    assert np.array_equal(samples, whole(raw))
+
+
+@pytest.mark.parametrize("size", [12, 100, 4096, 1 << 20])
+def test_a_refusal_at_the_end_of_the_body_still_runs_the_fallback(size: int) -> None:
+    # A small .m4a asked for as aac: the ADTS decoder finds no frame and refuses only
+    # when flushed; the fallback must run then, not report success with no audio.
+    raw = m4a()
+    recorder = MetricsRecorder()
+    decoder = StreamDecoder(FormatHint("aac"), recorder=recorder)
+    decoder.begin_response("audio/aac")
+    _, samples = split(feed_all(decoder, cycle_sizes(raw, [size])))
+    assert recorder.fallback_reason is not None
+    assert np.array_equal(samples, whole(raw))
+
+
+def test_an_endless_body_of_garbage_fails_within_the_limit() -> None:
+    limit = 64 * 1024
+    decoder = StreamDecoder(FormatHint("mp3"), fallback_limit=limit)
+    decoder.begin_response("audio/mpeg")
+    garbage = bytes(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8))
+    fed = [0]
+
+    def endless() -> None:
+        for _ in range(10_000):
+            decoder.feed(garbage)
+            fed[0] += len(garbage)
+
+    with pytest.raises(DecodeError, match=f"no audio in its first {limit} bytes"):
+        endless()
+    assert fed[0] <= limit  # it stopped at the limit, not after 40 MB
+
+
+def test_a_fallback_body_larger_than_the_limit_fails_instead_of_growing() -> None:
+    raw = mulaw_wav()
+    limit = 4096
+    assert len(raw) > 2 * limit
+    decoder = StreamDecoder(FormatHint("wav"), fallback_limit=limit)
+    decoder.begin_response("audio/wav")
+    with pytest.raises(DecodeError, match="fallback_limit_bytes=4096"):
+        feed_all(decoder, cycle_sizes(raw, [1024]))
+
+
+def test_the_fallback_error_gives_our_reason_before_ffmpegs() -> None:
+    pytest.importorskip("av")
+    bad = b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 200  # a WAV header with rate 0
+    decoder = StreamDecoder(FormatHint("wav"))
+    decoder.begin_response("audio/wav")
+    with pytest.raises(DecodeError) as info:
+        feed_all(decoder, [bad])
+    message = str(info.value)
+    assert message.startswith("wav decoder refused the stream")
+    assert "found no audio either" in message
+    assert isinstance(info.value.__cause__, DecodeError)
+
+
+def test_a_body_with_no_decodable_audio_is_an_error_at_finish() -> None:
+    decoder = StreamDecoder(FormatHint("mp3"))
+    decoder.begin_response("audio/mpeg")
+    assert decoder.feed(b"\x00" * 5000) == []
+    with pytest.raises(DecodeError, match="no audio"):
+        decoder.finish()
+
+
+def test_the_bytes_kept_for_the_fallback_are_released_once_audio_comes_out() -> None:
+    decoder = new_decoder("pcm")
+    decoder.feed(body("pcm")[:4096])
+    assert decoder._kept is None  # nothing is kept once the streaming decoder works

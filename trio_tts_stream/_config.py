@@ -67,6 +67,11 @@ class StreamConfig:
             report). Audio is never played twice silently.
         underrun_growth: Each underrun multiplies the rebuffer threshold by this, up to
             the whole buffer (1.0 keeps it fixed).
+        fallback_limit_bytes: Most bytes of a response kept for decoding it whole (the
+            buffered fallback for a stream no incremental decoder takes), and most bytes
+            read from a response before its first audio; past it the playback fails with
+            :class:`DecodeError` instead of growing (32 MiB: about 17 minutes of 256 kbit/s
+            audio).
     """
 
     streaming: bool = True
@@ -82,6 +87,7 @@ class StreamConfig:
     retry_deadline_s: float = 30.0
     resume_mismatch: str = "error"
     underrun_growth: float = 1.5
+    fallback_limit_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, want: str) -> None:
@@ -154,6 +160,11 @@ class StreamConfig:
         )
         check(
             "resume_mismatch", self.resume_mismatch in ("error", "restart"), "'error' or 'restart'"
+        )
+        check(
+            "fallback_limit_bytes",
+            whole(self.fallback_limit_bytes) and self.fallback_limit_bytes >= 4096,
+            "a whole number of bytes >= 4096",
         )
 
     def replace(self, **changes: Any) -> StreamConfig:

@@ -61,7 +61,12 @@ class _Download:
         self.client = client
         self.config = config
         self.recorder = recorder
-        self.decoder = StreamDecoder(hint, recorder=recorder, timer=time.perf_counter)
+        self.decoder = StreamDecoder(
+            hint,
+            recorder=recorder,
+            timer=time.perf_counter,
+            fallback_limit=config.fallback_limit_bytes,
+        )
         self.reopenable = isinstance(source, (SpeechRequest, str))
         self.held: list[Block] = []  # blocks kept until the end (config.streaming=False)
         self.etag: str | None = None

@@ -17,10 +17,17 @@ Theory of operation
   there are enough to sniff. Then the response wins over the request: its magic bytes
   and ``Content-Type`` choose the decoder, the :class:`~._format.FormatHint` fills in
   what they leave open (see :func:`choose_decoder`).
-* **The buffered fallback.** If no streaming decoder takes the stream (an unknown
-  container, a decoder that refuses its first bytes) before any audio was produced,
-  the rest of the body is kept and decoded whole with PyAV at :meth:`finish`
-  (``recorder.fallback_reason`` says why).
+* **The buffered fallback.** Until the first audio is produced, every byte of the
+  response from its first one is kept (at most ``fallback_limit`` bytes). If no streaming
+  decoder takes the stream (an unknown container, a decoder that refuses its first
+  bytes, even at the end of the body) before any audio was produced, the whole body,
+  from its first byte, is decoded with PyAV at :meth:`finish` (``recorder.fallback_reason``
+  says why), so the result does not depend on how the body was split. A body that
+  produces no audio within ``fallback_limit`` bytes is an error, fallback or not:
+  memory stays bounded on an endless body of garbage.
+* **No silent success.** A response that produced no audio at all (an empty body, or
+  bytes nothing could decode) raises :class:`~._exceptions.DecodeError` at
+  :meth:`finish`: it is never a completed utterance.
 * **Resuming.** Every emitted frame goes into a :class:`~._resume.PrefixDigest`. A new
   response that continues the same bytes (a ``206`` at the next byte) keeps the
   decoder; one that starts again from its first byte is decoded afresh and its first
@@ -46,6 +53,7 @@ from ._metrics import MetricsRecorder
 from ._resume import OverlapSkipper, PrefixDigest, Verdict
 
 __all__ = [
+    "DEFAULT_FALLBACK_LIMIT",
     "SNIFF_BYTES",
     "Event",
     "StreamDecoder",
@@ -54,6 +62,10 @@ __all__ = [
 
 #: Bytes held back before the decoder is chosen (enough for every magic number).
 SNIFF_BYTES = 12
+
+#: Default bound on the bytes kept for the whole-body fallback, and on the body read
+#: before its first audio (as ``StreamConfig.fallback_limit_bytes``).
+DEFAULT_FALLBACK_LIMIT = 32 * 1024 * 1024
 
 Event: TypeAlias = "AudioFormat | Block"
 """What :meth:`StreamDecoder.feed` returns: the stream's format (once), then blocks."""
@@ -72,6 +84,8 @@ class StreamDecoder:
         recorder: Where decode times, frames and counters go; default a new one.
         timer: A monotonic clock in seconds (``time.perf_counter``) to time decoder
             calls with; ``None`` records no times.
+        fallback_limit: Most bytes kept for the whole-body fallback, and most bytes of a
+            response read without any audio coming out of it.
     """
 
     def __init__(
@@ -80,8 +94,10 @@ class StreamDecoder:
         *,
         recorder: MetricsRecorder | None = None,
         timer: Callable[[], float] | None = None,
+        fallback_limit: int = DEFAULT_FALLBACK_LIMIT,
     ) -> None:
         self.hint = hint
+        self.fallback_limit = fallback_limit
         self.recorder = recorder if recorder is not None else MetricsRecorder()
         self._timer = timer
         # What has been emitted (survives responses; reset() forgets the digest only:
@@ -94,6 +110,8 @@ class StreamDecoder:
         self._skipper: OverlapSkipper | None = None
         self._head = b""
         self._body: bytearray | None = None  # the whole body, once falling back
+        # Every byte of this response, until audio comes out (None: no longer kept).
+        self._kept: bytearray | None = bytearray()
         #: Body bytes of the current response fed so far.
         self.bytes_fed = 0
 
@@ -141,9 +159,21 @@ class StreamDecoder:
             ResumeMismatchError: A re-requested stream differs from what was emitted.
         """
         self.bytes_fed += len(chunk)
+        if self.bytes_fed > self.fallback_limit:
+            if self._body is not None:
+                raise DecodeError(
+                    f"the response is longer than fallback_limit_bytes={self.fallback_limit}, "
+                    f"the most that is kept to decode it whole ({self.recorder.fallback_reason})"
+                )
+            if self._format is None:
+                raise DecodeError(self._no_audio(f"in its first {self.fallback_limit} bytes"))
         if self._body is not None:
             self._body += chunk
             return []
+        if self._kept is not None:
+            self._kept += chunk
+            if len(self._kept) > self.fallback_limit:
+                self._kept = None  # too late to fall back: only the streaming decoder
         if self._decoder is None:
             self._head += chunk
             if len(self._head) < SNIFF_BYTES:
@@ -151,7 +181,6 @@ class StreamDecoder:
             chunk, self._head = self._head, b""
             self._start(chunk)
             if self._body is not None:
-                self._body += chunk
                 return []
         return self._emit(self._decode(chunk))
 
@@ -163,22 +192,43 @@ class StreamDecoder:
         """
         if self._body is None and self._decoder is None:
             if not self._head:
-                return []
+                return self._audio_or_error([])
             self._start(self._head)
-            if self._body is not None:
-                self._body += self._head
         if self._body is None:
             head, self._head = self._head, b""
-            return self._emit(self._decode(head, final=True))
+            events = self._emit(self._decode(head, final=True))
+            if self._body is None:  # the flush did not switch to the fallback
+                return self._audio_or_error(events)
         from ._decoders._pyav import decode_whole
 
+        body, self._body = bytes(self._body), None
         t0 = self._time()
         try:
-            name, fmt, blocks = decode_whole(bytes(self._body))
+            name, fmt, blocks = decode_whole(body)
+        except DecodeError as exc:
+            # Our reason first; FFmpeg's text is only the detail.
+            raise DecodeError(
+                f"{self.recorder.fallback_reason}; decoding the whole body "
+                f"({len(body)} bytes) found no audio either: {exc}"
+            ) from exc
         finally:
             self._record_decode(t0)
         self.recorder.format = name
-        return self._emit(blocks, fmt)
+        return self._audio_or_error(self._emit(blocks, fmt))
+
+    def _audio_or_error(self, events: list[Event]) -> list[Event]:
+        if self._format is None:
+            raise DecodeError(self._no_audio(""))
+        return events
+
+    def _no_audio(self, where: str) -> str:
+        if not self.bytes_fed:
+            return "the server sent an empty body: there is no audio to play"
+        reason = f" ({self.recorder.fallback_reason})" if self.recorder.fallback_reason else ""
+        return (
+            f"the response held no audio {where}".rstrip()
+            + f": {self.bytes_fed} bytes, none of them decodable{reason}"
+        )
 
     # -- internals ----------------------------------------------------------------
 
@@ -186,6 +236,7 @@ class StreamDecoder:
         self._decoder = None
         self._head = b""
         self._body = None
+        self._kept = bytearray()
         self.bytes_fed = 0
 
     def _time(self) -> float:
@@ -203,7 +254,7 @@ class StreamDecoder:
             if not can_decode_whole() or self._digest.frames:
                 raise
             self.recorder.fallback_reason = str(exc)
-            self._body = bytearray()
+            self._body = self._take_kept()
             return
         self.recorder.format = self._decoder.name
 
@@ -218,14 +269,23 @@ class StreamDecoder:
         except DecodeError as exc:
             if self._format is not None or self._digest.frames or not can_decode_whole():
                 raise
-            # Nothing emitted yet: keep every byte and decode it whole at the end.
+            # Nothing emitted yet: decode every byte, from the first, whole at the end.
             self.recorder.fallback_reason = f"{decoder.name} decoder refused the stream: {exc}"
-            self._body = bytearray(data)
+            self._body = self._take_kept()
             return []
         finally:
             self._record_decode(t0)
         self._count_errors(decoder)
         return blocks
+
+    def _take_kept(self) -> bytearray:
+        kept, self._kept = self._kept, None
+        if kept is None:
+            raise DecodeError(
+                f"{self.recorder.fallback_reason}, and more than fallback_limit_bytes="
+                f"{self.fallback_limit} bytes came before it, too many to decode them whole"
+            )
+        return kept
 
     def _count_errors(self, decoder: Decoder) -> None:
         errors = int(getattr(decoder, "errors", 0))
@@ -240,6 +300,7 @@ class StreamDecoder:
     def _emit(self, blocks: list[Block], fmt: AudioFormat | None = None) -> list[Event]:
         if not blocks:
             return []
+        self._kept = None  # the decoder produces audio: no fallback from here on
         if fmt is None:
             assert self._decoder is not None
             fmt = self._decoder.audio_format
