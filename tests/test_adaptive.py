@@ -66,7 +66,7 @@ async def test_player_learns_a_slow_link(autojump_clock: trio.abc.Clock) -> None
         tts.open_player(sink=sink, config=config) as player,
     ):
         for _ in range(3):
-            reports.append(await player.play(paced(data, 0.125)))
+            reports.append(await player.play(paced(data, 0.125), response_format="pcm"))
     assert reports[0].underruns >= 1
     # 2 s of audio from the first to the last of 20 chunks 125 ms apart.
     assert reports[0].delivery_ratio == pytest.approx(2.0 / (19 * 0.125))

@@ -26,6 +26,7 @@ DOCS = Path(__file__).parent.parent / "docs"
 #: or any part of the package's shell (see docs/design.rst).
 PURE = (
     "_state",
+    "_detect",
     "_stream_decoder",
     "_ringbuffer",
     "_resume",

@@ -47,7 +47,7 @@ async def test_streams_fast_source_without_underrun(autojump_clock: trio.abc.Clo
     # 4800 bytes = 100 ms of audio every 25 ms: 4x real time, first byte at 300 ms.
     source = paced(pcm, chunk=4800, interval=0.025, delay=0.3)
     async with tts.NullSink() as sink:
-        report = await tts.play(source, sink=sink, config=tts.StreamConfig())
+        report = await tts.play(source, sink=sink, config=tts.StreamConfig(), response_format="pcm")
     assert report.outcome is Outcome.COMPLETED
     assert report.underruns == 0
     assert report.frames_played == len(pcm) // 2
@@ -71,7 +71,7 @@ async def test_slow_source_rebuffers_and_loses_nothing(autojump_clock: trio.abc.
     source = paced(pcm, chunk=4800, interval=0.125)
     config = tts.StreamConfig(buffer_ms=150, rebuffer_ms=300)
     async with tts.NullSink() as sink:
-        report = await tts.play(source, sink=sink, config=config)
+        report = await tts.play(source, sink=sink, config=config, response_format="pcm")
     assert report.outcome is Outcome.COMPLETED
     assert report.underruns >= 1
     assert report.underrun_ms > 0
@@ -87,7 +87,9 @@ async def test_slow_source_rebuffers_and_loses_nothing(autojump_clock: trio.abc.
 async def test_short_utterance_starts_at_end_of_stream(autojump_clock: trio.abc.Clock) -> None:
     pcm = tone(0.1).tobytes()  # below the 150 ms threshold
     async with tts.NullSink() as sink:
-        report = await tts.play(paced(pcm, chunk=4096, interval=0.01), sink=sink)
+        report = await tts.play(
+            paced(pcm, chunk=4096, interval=0.01), sink=sink, response_format="pcm"
+        )
     assert causes(report) == ["eos_before_threshold", "drained"]
     assert report.frames_played == len(pcm) // 2
     assert report.outcome is Outcome.COMPLETED
@@ -110,7 +112,9 @@ async def test_an_empty_source_fails_instead_of_completing(
 async def test_cancel_silences_within_one_block(autojump_clock: trio.abc.Clock) -> None:
     pcm = tone(5.0).tobytes()
     async with tts.NullSink() as sink:
-        async with tts.open_playback(paced(pcm, chunk=9600, interval=0.01), sink=sink) as pb:
+        async with tts.open_playback(
+            paced(pcm, chunk=9600, interval=0.01), sink=sink, response_format="pcm"
+        ) as pb:
             while pb.statistics().played_s < 1.0:  # noqa: ASYNC110 (polling a statistic)
                 await trio.sleep(0.01)
             assert pb.state is PlaybackState.PLAYING
@@ -129,7 +133,7 @@ async def test_outer_cancel_scope_stops_playback(autojump_clock: trio.abc.Clock)
     pcm = tone(5.0).tobytes()
     async with tts.NullSink() as sink:
         with trio.move_on_after(1.0) as scope:
-            await tts.play(paced(pcm, chunk=9600, interval=0.01), sink=sink)
+            await tts.play(paced(pcm, chunk=9600, interval=0.01), sink=sink, response_format="pcm")
         assert scope.cancelled_caught
         played = sink.statistics().frames_played
         assert sink.statistics().buffered == 0
@@ -145,7 +149,7 @@ async def test_download_failure_plays_what_arrived_then_raises(
     source = paced(pcm, chunk=4800, interval=0.02, fail_after=4800 * 5)
     async with tts.NullSink() as sink:
         with pytest.raises(tts.NetworkError, match="scripted") as info:
-            await tts.play(source, sink=sink)
+            await tts.play(source, sink=sink, response_format="pcm")
     report = info.value.report
     assert report is not None
     assert report.outcome is Outcome.FAILED
@@ -169,7 +173,7 @@ async def test_backpressure_bounds_read_ahead(autojump_clock: trio.abc.Clock) ->
     config = tts.StreamConfig(max_buffer_s=1.0, queue_blocks=4)
     start = trio.current_time()
     async with tts.NullSink(buffer_s=1.0) as sink:
-        report = await tts.play(instant(), sink=sink, config=config)
+        report = await tts.play(instant(), sink=sink, config=config, response_format="pcm")
     assert report.frames_played == len(pcm) // 2
     # Bytes read by time t never exceed what was played by t plus the ring (1 s), the
     # channel (4 blocks + the one in hand) and one read, in seconds of audio.
@@ -184,7 +188,7 @@ async def test_buffered_mode_downloads_everything_first(autojump_clock: trio.abc
     source = paced(pcm, chunk=4800, interval=0.05)  # 10 chunks over 0.5 s
     config = tts.StreamConfig(streaming=False)
     async with tts.NullSink() as sink:
-        report = await tts.play(source, sink=sink, config=config)
+        report = await tts.play(source, sink=sink, config=config, response_format="pcm")
     assert report.mode == "buffered"
     assert report.frames_played == len(pcm) // 2
     assert report.ttfa_ms is not None
@@ -203,6 +207,7 @@ async def test_wav_file_sink_stream_and_buffered_identical(
                 paced(samples.tobytes(), chunk=999, interval=0.01),
                 sink=sink,
                 config=tts.StreamConfig(streaming=streaming),
+                response_format="pcm",
             )
         with wave.open(str(path)) as w:
             assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2)
@@ -298,7 +303,9 @@ async def test_open_playback_exposes_live_statistics(autojump_clock: trio.abc.Cl
     pcm = tone(1.0).tobytes()
     seen_states = set()
     async with tts.NullSink() as sink:
-        async with tts.open_playback(paced(pcm, chunk=2400, interval=0.02), sink=sink) as pb:
+        async with tts.open_playback(
+            paced(pcm, chunk=2400, interval=0.02), sink=sink, response_format="pcm"
+        ) as pb:
             while True:
                 stats = pb.statistics()
                 seen_states.add(stats.state)
@@ -348,7 +355,7 @@ async def test_underrun_shows_in_the_timeline_while_the_network_is_silent(
 
     async with tts.NullSink() as sink:
         config = tts.StreamConfig(stall_timeout_s=10)
-        async with tts.open_playback(gap(), sink=sink, config=config) as pb:
+        async with tts.open_playback(gap(), sink=sink, config=config, response_format="pcm") as pb:
             await trio.sleep(1.0)
             assert pb.state is PlaybackState.REBUFFERING
         report = pb.report

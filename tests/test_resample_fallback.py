@@ -47,7 +47,7 @@ async def test_output_rate_is_resampled(tmp_path: Path, autojump_clock: trio.abc
     samples = noise(0.8, seed=4)
     path = tmp_path / "out.wav"
     async with tts.WavFileSink(path, samplerate=16000, dtype="float32") as sink:
-        report = await tts.play(chunks(samples.tobytes()), sink=sink)
+        report = await tts.play(chunks(samples.tobytes()), sink=sink, response_format="pcm")
     assert report.sample_rate == RATE
     assert report.output_sample_rate == 16000
     assert report.audio_s == pytest.approx(0.8)
@@ -60,7 +60,7 @@ async def test_output_rate_is_resampled(tmp_path: Path, autojump_clock: trio.abc
 async def test_stereo_output_gets_mono_in_both_channels(autojump_clock: trio.abc.Clock) -> None:
     samples = noise(0.3)
     async with tts.NullSink(channels=2) as sink:
-        report = await tts.play(chunks(samples.tobytes()), sink=sink)
+        report = await tts.play(chunks(samples.tobytes()), sink=sink, response_format="pcm")
         assert sink.audio_format == tts.AudioFormat(RATE, 2)
     assert report.frames_played == len(samples)
 
@@ -113,19 +113,31 @@ async def test_garbage_is_a_decode_error_not_a_hang(autojump_clock: trio.abc.Clo
             await tts.play(chunks(garbage), sink=sink, response_format="wav")
 
 
-async def test_content_type_disagreeing_with_bytes_is_an_error() -> None:
+async def test_content_type_disagreeing_with_bytes_plays_the_bytes_and_says_so(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A WAV file labelled audio/mpeg: the RIFF magic wins, bit-exact, with a note."""
     import httpx
 
+    from trio_tts_stream.testing import wav_header
+
     samples = noise(0.2)
-    body = b"RIFF" + b"\xff\xff\xff\xff" + b"WAVE" + samples.tobytes()
+    body = wav_header(RATE, data_bytes=samples.nbytes) + samples.tobytes()
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=body, headers={"content-type": "audio/mpeg"})
 
+    path = tmp_path / "out.wav"
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        async with tts.NullSink() as sink:
-            with pytest.raises(tts.UnsupportedFormatError, match="disagree"):
-                await tts.play("https://x.example/a.mp3", sink=sink, client=client)
+        async with tts.WavFileSink(path) as sink:
+            report = await tts.play("https://x.example/a.mp3", sink=sink, client=client)
+    assert report.format == "wav"
+    assert report.format_note is not None
+    assert "audio/mpeg" in report.format_note
+    assert "a WAV file" in report.format_note
+    with wave.open(str(path)) as w:
+        played = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    np.testing.assert_array_equal(played, samples)
 
 
 def test_missing_soxr_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,7 +73,9 @@ async def play_to_wav(
     config: tts.StreamConfig | None = None,
 ) -> tts.PlaybackReport:
     async with client, tts.WavFileSink(path) as sink:
-        return await tts.play(source, sink=sink, client=client, config=config)
+        return await tts.play(
+            source, sink=sink, client=client, config=config, response_format="pcm"
+        )
 
 
 def wav_bytes(path: Path) -> bytes:

@@ -98,8 +98,8 @@ async def test_sink_outlives_an_utterance_gaplessly(autojump_clock: trio.abc.Clo
         yield (np.ones(int(seconds * 24000), dtype="<i2") * 1000).tobytes()
 
     async with tts.NullSink() as sink:
-        first = await tts.play(source(0.5), sink=sink)
-        second = await tts.play(source(0.3), sink=sink)
+        first = await tts.play(source(0.5), sink=sink, response_format="pcm")
+        second = await tts.play(source(0.3), sink=sink, response_format="pcm")
         st = sink.statistics()
     assert first.frames_played == 12000
     assert second.frames_played == 7200
@@ -285,8 +285,8 @@ async def test_wav_file_sink_back_to_back_utterances_are_gapless(tmp_path: Path)
 
     path = tmp_path / "two.wav"
     async with tts.WavFileSink(path) as sink:
-        await tts.play(source(1000, 0.5), sink=sink)
-        await tts.play(source(-1000, 0.3), sink=sink)
+        await tts.play(source(1000, 0.5), sink=sink, response_format="pcm")
+        await tts.play(source(-1000, 0.3), sink=sink, response_format="pcm")
     with wave.open(str(path)) as w:
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     np.testing.assert_array_equal(data, np.r_[np.full(12000, 1000), np.full(7200, -1000)])
@@ -351,7 +351,7 @@ async def test_a_custom_buffered_sink_plays_through_the_player(
 
     async with ListSink() as sink:
         assert isinstance(sink, tts.AudioSink)
-        report = await tts.play(source(), sink=sink)
+        report = await tts.play(source(), sink=sink, response_format="pcm")
         st = sink.statistics()
     assert report.frames_played == len(pcm)
     assert (st.frames_played, st.underruns, st.callback_errors) == (len(pcm), 0, 0)

@@ -33,7 +33,6 @@ from trio_tts_stream._stream_decoder import (
     SNIFF_BYTES,
     Event,
     StreamDecoder,
-    check_agreement,
     choose_decoder,
 )
 from trio_tts_stream.testing import (
@@ -312,23 +311,33 @@ def test_a_wav_body_asked_for_as_pcm_decodes_as_wav(content_type: str | None) ->
 
 
 @pytest.mark.parametrize("content_type", ["audio/flac", "audio/mpeg", "audio/ogg; codecs=opus"])
-def test_a_riff_body_with_another_content_type_is_an_error(content_type: str) -> None:
+def test_a_riff_body_with_another_content_type_plays_as_wav_and_says_so(
+    content_type: str,
+) -> None:
+    """The RIFF/WAVE magic is never a coincidence: the bytes win over a wrong label."""
     raw = body("wav")
-    with pytest.raises(UnsupportedFormatError, match="disagree"):
-        check_agreement(raw[:SNIFF_BYTES], content_type)
     recorder = MetricsRecorder()
     decoder = StreamDecoder(FormatHint("wav"), recorder=recorder)
     decoder.begin_response(content_type)
     assert decoder.feed(raw[: SNIFF_BYTES - 1]) == []
-    with pytest.raises(UnsupportedFormatError, match="disagree"):
-        decoder.feed(raw[SNIFF_BYTES - 1 :])
-    assert recorder.fallback_reason is None  # no fallback can tell which one is wrong
+    audio_format, samples = split(decoder.feed(raw[SNIFF_BYTES - 1 :]) + decoder.finish())
+    assert recorder.format == "wav"
+    assert audio_format == FMT
+    assert np.array_equal(float_to_int16(samples[:, 0]), tone())
+    assert recorder.format_note is not None
+    assert content_type.split(";")[0] in recorder.format_note
+    assert "a WAV file" in recorder.format_note
+    assert recorder.fallback_reason is None
 
 
-def test_the_agreement_check_accepts_matching_or_unspecific_types() -> None:
-    head = body("wav")[:SNIFF_BYTES]
-    for content_type in (None, "", "audio/wav", "audio/pcm", "application/octet-stream"):
-        check_agreement(head, content_type)  # no exception
+def test_matching_or_unspecific_types_leave_no_note() -> None:
+    raw = body("wav")
+    for content_type in (None, "", "audio/wav", "application/octet-stream"):
+        recorder = MetricsRecorder()
+        decoder = StreamDecoder(FormatHint("wav"), recorder=recorder)
+        decoder.begin_response(content_type)
+        feed_all(decoder, [raw])
+        assert recorder.format_note is None, content_type
 
 
 # A valid MPEG-1 Layer III header (128 kbit/s, 44.1 kHz) and an ADTS (AAC) one.
@@ -443,7 +452,7 @@ def test_a_format_with_no_streaming_decoder_is_decoded_whole_at_finish(size: int
     for chunk in cycle_sizes(raw, [size]):
         assert decoder.feed(chunk) == []
     assert recorder.fallback_reason is not None
-    assert "m4a" in recorder.fallback_reason
+    assert "MP4/M4A" in recorder.fallback_reason
     audio_format, samples = split(decoder.finish())
     name, expected_format, expected = decode_whole(raw)
     assert recorder.format == name == "aac"
@@ -694,12 +703,16 @@ def test_garbage_is_a_decode_error(hint: str, content_type: str | None, size: in
     assert decoder.frames_emitted == 0
 
 
-def test_riff_garbage_declared_as_another_format_is_unsupported() -> None:
+def test_riff_garbage_declared_as_another_format_is_a_decode_error() -> None:
+    """The RIFF magic wins over the label; the wav decoder and the fallback both refuse."""
     garbage = b"RIFF\xff\xff\xff\xffWAVE" + GARBAGE
-    decoder = StreamDecoder(FormatHint("mp3"))
+    recorder = MetricsRecorder()
+    decoder = StreamDecoder(FormatHint("mp3"), recorder=recorder)
     decoder.begin_response("audio/mpeg")
-    with pytest.raises(UnsupportedFormatError):
-        decoder.feed(garbage)
+    with pytest.raises(DecodeError, match="wav decoder refused"):
+        feed_all(decoder, [garbage])
+    assert recorder.format_note is not None
+    assert "audio/mpeg" in recorder.format_note
 
 
 def test_no_fallback_once_audio_was_emitted() -> None:

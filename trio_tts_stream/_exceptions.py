@@ -157,6 +157,12 @@ class UnsupportedFormatError(DecodeError):
     """The audio format is unknown, unsupported, or differs from what was announced."""
 
 
+class NotAudioError(DecodeError):
+    """The response is not audio at all: an HTML page, a JSON error, an event stream, or
+    bytes whose format cannot be told with nothing declared or asked for. Nothing of it is
+    played; the message quotes the start of the body."""
+
+
 class AudioDeviceError(TTSStreamError):
     """The audio output failed: PortAudio missing, no output device, or a device error."""
 

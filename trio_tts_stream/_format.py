@@ -56,12 +56,14 @@ class FormatHint:
     ``channels`` describe headerless ``pcm``, which says nothing about itself.
 
     Attributes:
-        name: The requested ``response_format`` (``"pcm"``, ``"wav"``, ``"mp3"``, ...).
+        name: The requested ``response_format`` (``"pcm"``, ``"wav"``, ``"mp3"``, ...);
+            ``None``: nothing was asked for, the response's bytes and ``Content-Type``
+            decide (pcm is never assumed).
         sample_rate: Frames per second of headerless ``pcm`` (OpenAI: 24000).
         channels: Channels of headerless ``pcm`` (OpenAI: 1).
     """
 
-    name: str = "pcm"
+    name: str | None = "pcm"
     sample_rate: int = 24000
     channels: int = 1
 

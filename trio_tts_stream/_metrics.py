@@ -56,6 +56,12 @@ class PlaybackReport:
             asked) or ``"buffered-fallback"`` (the stream could not be decoded
             incrementally, so it was downloaded and decoded whole).
         fallback_reason: Why ``mode`` is ``"buffered-fallback"``, else ``None``.
+        format_note: How the format was decided when the response and the request
+            disagreed (for example "asked for pcm, the bytes are a WAV file: played as
+            wav"), else ``None``.
+        truncated: Why the stream is known to have ended early (an Ogg stream with no
+            end-of-stream page, an mp3 cut mid-frame, a WAV shorter than its header
+            says), else ``None``: what came was played.
         format: The decoded format name (``"pcm"``, ``"wav"``, ...).
         sample_rate: Decoded sample rate.
         output_sample_rate: Rate of the output (differs when the audio was resampled).
@@ -117,6 +123,8 @@ class PlaybackReport:
     skipped_overlap_frames: int = 0
     restarted: bool = False
     delivery_ratio: float | None = None
+    format_note: str | None = None
+    truncated: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
@@ -182,6 +190,8 @@ class MetricsRecorder:
     # -- decoding (stream decoder)
     format: str | None = None
     fallback_reason: str | None = None
+    format_note: str | None = None
+    truncated: str | None = None
     decode_errors: int = 0
     skipped_overlap_frames: int = 0
     frames_decoded: int = 0
@@ -320,6 +330,8 @@ class MetricsRecorder:
             skipped_overlap_frames=self.skipped_overlap_frames,
             restarted=self.restarted,
             delivery_ratio=self.delivery_ratio(audio_s),
+            format_note=self.format_note,
+            truncated=self.truncated,
             output_sample_rate=rate,
             timeline=self.timeline(transitions),
         )

@@ -364,7 +364,8 @@ async def open_playback(
         verify: TLS verification for the default client: ``True``, ``False`` or an
             ``ssl.SSLContext`` (e.g. trusting a private CA).
         response_format: Format of the source when the response does not say;
-            default the request's ``response_format`` (``"pcm"`` for other sources).
+            default the request's ``response_format``; for other sources none: the
+            response's ``Content-Type`` and bytes decide (pcm is never assumed).
         sample_rate: Sample rate of headerless pcm.
         channels: Channels of headerless pcm.
 
@@ -376,7 +377,7 @@ async def open_playback(
     if isinstance(source, SpeechRequest):
         response_format = response_format or source.response_format
         sample_rate, channels = source.sample_rate, source.channels
-    hint = FormatHint(response_format or "pcm", sample_rate, channels)
+    hint = FormatHint(response_format, sample_rate, channels)
     async with _own_resources(sink, client, config, verify) as (sink, client):
         playback = Playback(source, sink=sink, config=config, client=client, hint=hint)
         with unwrap_single_exception():

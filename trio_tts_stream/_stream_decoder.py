@@ -13,10 +13,13 @@ chunk to :meth:`StreamDecoder.feed`, which returns the events it produced::
 
 Theory of operation
 -------------------
-* **Choosing the decoder.** The first :data:`SNIFF_BYTES` bytes are held back until
-  there are enough to sniff. Then the response wins over the request: its magic bytes
-  and ``Content-Type`` choose the decoder, the :class:`~._format.FormatHint` fills in
-  what they leave open (see :func:`choose_decoder`).
+* **Choosing the decoder.** The first bytes are held back until there are enough to
+  decide (:data:`~._detect.SNIFF_BYTES`, or a leading ID3/APE tag and as many after it),
+  then :func:`~._detect.decide` says what the body is, once: its magic bytes, then its
+  ``Content-Type``, then the :class:`~._format.FormatHint`. A body that is not audio
+  (HTML, JSON, an event stream) raises :class:`~._exceptions.NotAudioError` before a
+  byte of it is decoded; a disagreement resolved by the bytes goes into
+  ``recorder.format_note``.
 * **The buffered fallback.** Until the first audio is produced, every byte of the
   response from its first one is kept (at most ``fallback_limit`` bytes). If no streaming
   decoder takes the stream (an unknown container, a decoder that refuses its first
@@ -45,8 +48,9 @@ import logging
 from collections.abc import Callable
 from typing import TypeAlias
 
-from ._decoders import create_decoder, sniff_format
+from ._decoders import create_decoder
 from ._decoders._base import Decoder
+from ._detect import SNIFF_BYTES, decide, head_needed
 from ._exceptions import DecodeError, ResumeMismatchError, UnsupportedFormatError
 from ._format import AudioFormat, Block, FormatHint
 from ._metrics import MetricsRecorder
@@ -60,9 +64,6 @@ __all__ = [
     "choose_decoder",
 ]
 
-#: Bytes held back before the decoder is chosen (enough for every magic number).
-SNIFF_BYTES = 12
-
 #: Default bound on the bytes kept for the whole-body fallback, and on the body read
 #: before its first audio (as ``StreamConfig.fallback_limit_bytes``).
 DEFAULT_FALLBACK_LIMIT = 32 * 1024 * 1024
@@ -71,9 +72,6 @@ Event: TypeAlias = "AudioFormat | Block"
 """What :meth:`StreamDecoder.feed` returns: the stream's format (once), then blocks."""
 
 _log = logging.getLogger("trio_tts_stream")
-
-#: Containers that say what they are: their magic bytes are never a coincidence.
-_SELF_DESCRIBING = (b"RIFF", b"RF64", b"ID3", b"fLaC", b"OggS")
 
 
 class StreamDecoder:
@@ -176,7 +174,7 @@ class StreamDecoder:
                 self._kept = None  # too late to fall back: only the streaming decoder
         if self._decoder is None:
             self._head += chunk
-            if len(self._head) < SNIFF_BYTES:
+            if len(self._head) < head_needed(self._head):
                 return []
             chunk, self._head = self._head, b""
             self._start(chunk)
@@ -247,9 +245,19 @@ class StreamDecoder:
             self.recorder.on_decode(self._timer() - t0)
 
     def _start(self, first: bytes) -> None:
-        check_agreement(first, self._content_type)
+        decision = decide(first, self._content_type, self.hint)
+        if decision.note:
+            self.recorder.format_note = decision.note
+            _log.info("%s", decision.note)
         try:
-            self._decoder = choose_decoder(first, self._content_type, self.hint)
+            if decision.name is None:
+                raise UnsupportedFormatError(str(decision.reason))
+            self._decoder = create_decoder(
+                decision.name,
+                sample_rate=decision.sample_rate,
+                channels=decision.channels,
+                big_endian=decision.big_endian,
+            )
         except UnsupportedFormatError as exc:
             if not can_decode_whole() or self._digest.frames:
                 raise
@@ -354,38 +362,19 @@ def can_decode_whole() -> bool:
     return True
 
 
-def check_agreement(head: bytes, content_type: str | None) -> None:
-    """A self-describing container (RIFF, ID3, fLaC, OggS) that contradicts a specific
-    audio Content-Type is an error: one of them is wrong, and no fallback can tell which.
-
-    Raises:
-        UnsupportedFormatError: They disagree.
-    """
-    if not head.startswith(_SELF_DESCRIBING) or not content_type:
-        return
-    magic = sniff_format(head, None)
-    declared = sniff_format(b"", content_type)
-    if declared is not None and declared not in (magic, "pcm"):
-        raise UnsupportedFormatError(
-            f"the response's Content-Type {content_type!r} and its bytes ({magic}) disagree; "
-            "the server is misconfigured: ask for another response_format"
-        )
-
-
 def choose_decoder(head: bytes, content_type: str | None, hint: FormatHint) -> Decoder:
-    """Trust the response over the request: its Content-Type and magic bytes win.
-
-    Headerless pcm can start with bytes that look like an mp3/aac frame sync, so for a
-    pcm request a frame sync alone does not override it.
+    """The streaming decoder :func:`~._detect.decide` chooses for a body.
 
     Raises:
-        UnsupportedFormatError: The chosen format has no decoder here.
+        NotAudioError: The body is not audio, or its format cannot be told.
+        UnsupportedFormatError: The chosen format has no streaming decoder here.
     """
-    declared = sniff_format(b"", content_type) if content_type else None
-    strong = head.startswith(_SELF_DESCRIBING)
-    sniffed = sniff_format(head, content_type)
-    if hint.name == "pcm" and sniffed in ("mp3", "aac") and not strong and declared is None:
-        sniffed = None
+    decision = decide(head, content_type, hint)
+    if decision.name is None:
+        raise UnsupportedFormatError(str(decision.reason))
     return create_decoder(
-        sniffed or hint.name, sample_rate=hint.sample_rate, channels=hint.channels
+        decision.name,
+        sample_rate=decision.sample_rate,
+        channels=decision.channels,
+        big_endian=decision.big_endian,
     )

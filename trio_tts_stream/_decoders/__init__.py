@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 
+from .._detect import AUDIO_TYPES, magic, parse_content_type
 from .._exceptions import UnsupportedFormatError
 from ._base import Decoder
 from .pcm import PcmDecoder
@@ -81,13 +82,16 @@ def available_formats() -> tuple[str, ...]:
     return tuple(sorted(DECODERS))
 
 
-def create_decoder(name: str, *, sample_rate: int = 24000, channels: int = 1) -> Decoder:
+def create_decoder(
+    name: str, *, sample_rate: int = 24000, channels: int = 1, big_endian: bool = False
+) -> Decoder:
     """Return a new decoder for the ``response_format`` called ``name``.
 
     Args:
         name: Format name, e.g. ``"pcm"`` or ``"wav"`` (case-insensitive).
         sample_rate: Frames per second; only used by ``pcm``, which has no header.
         channels: Channels per frame; only used by ``pcm``.
+        big_endian: Big-endian samples; only used by ``pcm``.
 
     Raises:
         UnsupportedFormatError: ``name`` is not a registered format, or its optional
@@ -96,7 +100,7 @@ def create_decoder(name: str, *, sample_rate: int = 24000, channels: int = 1) ->
     """
     key = name.strip().lower()
     if key == "pcm":
-        return PcmDecoder(sample_rate=sample_rate, channels=channels)
+        return PcmDecoder(sample_rate=sample_rate, channels=channels, big_endian=big_endian)
     factory = DECODERS.get(key)
     if factory is not None:
         return factory()
@@ -109,79 +113,27 @@ def create_decoder(name: str, *, sample_rate: int = 24000, channels: int = 1) ->
     raise UnsupportedFormatError(f"unknown audio format {name!r}; available formats: {available}")
 
 
-_CONTENT_TYPES = {
-    "audio/wav": "wav",
-    "audio/x-wav": "wav",
-    "audio/wave": "wav",
-    "audio/vnd.wave": "wav",
-    "audio/pcm": "pcm",
-    "audio/l16": "pcm",
-    "audio/mpeg": "mp3",
-    "audio/mp3": "mp3",
-    "audio/aac": "aac",
-    "audio/x-aac": "aac",
-    "audio/aacp": "aac",
-    "audio/flac": "flac",
-    "audio/x-flac": "flac",
-    "audio/ogg": "opus",
-    "audio/opus": "opus",
-}
-
-
 def sniff_format(first_bytes: bytes, content_type: str | None) -> str | None:
     """Guess a response's audio format; ``None`` when unsure.
 
-    Checks, in order: unambiguous magic bytes (``RIFF....WAVE``/``RF64`` -> ``wav``,
-    ``ID3`` -> ``mp3``, ``fLaC`` -> ``flac``, ``OggS`` -> ``opus``); then the
-    ``Content-Type`` (parameters ignored); then a plausible frame header (ADTS -> ``aac``,
-    MPEG Layer III -> ``mp3``). Frame sync comes last because raw PCM can begin with the same
-    bytes (``b"\\xff\\xff"`` is the sample -1), so a declared ``audio/pcm`` wins over it.
-
-    ``audio/L16`` maps to ``pcm`` although RFC 2586 defines it big-endian: TTS servers
-    that send it send little-endian samples. Pass at least the first 12 bytes.
+    Checks, in order: unambiguous magic bytes after any leading ID3v2/APE tag
+    (``RIFF....WAVE``/``RF64`` -> ``wav``, ``fLaC`` -> ``flac``, ``OggS`` -> ``opus``, and
+    ADTS or an mp3 frame behind a tag); then the ``Content-Type`` (parameters ignored);
+    then a plausible frame header (ADTS -> ``aac``, MPEG Layer III -> ``mp3``). Frame sync
+    comes last because raw PCM can begin with the same bytes (``b"\\xff\\xff"`` is the
+    sample -1), so a declared ``audio/pcm`` wins over it. The player's full decision
+    (non-audio bodies, ``rate=`` parameters, the request) is made by the stream decoder.
 
     Args:
-        first_bytes: The start of the response body.
+        first_bytes: The start of the response body (at least 32 bytes, or the whole
+            tag and 12 bytes after it).
         content_type: The ``Content-Type`` header, or ``None``.
 
     Returns:
         A format name (which may not be in :func:`available_formats`), or ``None``.
     """
-    head = bytes(first_bytes[:12])
-    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"ID3"):
-        return "mp3"
-    if head.startswith(b"fLaC"):
-        return "flac"
-    if head.startswith(b"OggS"):
-        return "opus"
-    if content_type:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        if mime in _CONTENT_TYPES:
-            return _CONTENT_TYPES[mime]
-    if _is_adts_header(head):
-        return "aac"
-    if _is_mp3_header(head):
-        return "mp3"
-    return None
-
-
-def _is_adts_header(head: bytes) -> bool:
-    """12-bit sync, layer 00, and a valid sampling-frequency index (0-12)."""
-    return (
-        len(head) >= 3 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0 and (head[2] >> 2) & 15 <= 12
-    )
-
-
-def _is_mp3_header(head: bytes) -> bool:
-    """11-bit sync, a defined MPEG version, Layer III, a real bitrate and sample rate.
-
-    Free-format (bitrate index 0) and Layers I/II are rejected: TTS servers never send
-    them, and raw PCM near silence (``ff ff 00 00`` = samples -1, 0) would match them.
-    """
-    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
-        return False
-    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
-    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
-    return version != 1 and layer == 1 and 0 < bitrate < 15 and rate != 3
+    name, strong, _ = magic(bytes(first_bytes))
+    if strong:
+        return name
+    mime, _params = parse_content_type(content_type)
+    return AUDIO_TYPES.get(mime) or name

@@ -24,13 +24,15 @@ from .._format import AudioFormat, Block
 
 __all__ = ["PcmDecoder", "SampleFormat"]
 
-SampleFormat = Literal["u8", "s16", "s24", "s32", "f32", "f64"]
-"""Encoding of one little-endian sample: unsigned 8-bit, signed 16/24/32-bit, or float."""
+SampleFormat = Literal["u8", "s16", "s16be", "s24", "s32", "f32", "f64"]
+"""Encoding of one sample: unsigned 8-bit, signed 16/24/32-bit or float, little-endian
+(``s16be``: signed 16-bit big-endian, RFC 2586's ``audio/L16``)."""
 
 #: Bytes per sample of each encoding.
 _SAMPLE_BYTES: dict[SampleFormat, int] = {
     "u8": 1,
     "s16": 2,
+    "s16be": 2,
     "s24": 3,
     "s32": 4,
     "f32": 4,
@@ -45,8 +47,9 @@ def _to_float(raw: memoryview | bytes, sample_format: SampleFormat, channels: in
     of ``raw``), is C-contiguous and has shape ``(frames, channels)``.
     """
     out: npt.NDArray[np.float32]
-    if sample_format == "s16":
-        out = np.frombuffer(raw, dtype="<i2").astype(np.float32)
+    if sample_format in ("s16", "s16be"):
+        dtype = "<i2" if sample_format == "s16" else ">i2"
+        out = np.frombuffer(raw, dtype=dtype).astype(np.float32)
         out *= np.float32(1.0 / 32768.0)
     elif sample_format == "u8":
         out = np.frombuffer(raw, dtype=np.uint8).astype(np.float32)
@@ -112,11 +115,12 @@ class _FrameConverter:
 
 
 class PcmDecoder:
-    """Incremental decoder for headerless signed 16-bit little-endian PCM.
+    """Incremental decoder for headerless signed 16-bit PCM (little-endian by default).
 
     Args:
         sample_rate: Frames per second of the stream (OpenAI's ``pcm`` is 24000).
         channels: Interleaved channels per frame (OpenAI's ``pcm`` is mono).
+        big_endian: The samples are big-endian (``audio/L16``, RFC 2586).
 
     Raises:
         ConfigError: If ``sample_rate`` or ``channels`` is out of range.
@@ -130,12 +134,15 @@ class PcmDecoder:
 
     name: str = "pcm"
 
-    def __init__(self, sample_rate: int = 24000, channels: int = 1) -> None:
+    def __init__(
+        self, sample_rate: int = 24000, channels: int = 1, *, big_endian: bool = False
+    ) -> None:
         try:
             self._format = AudioFormat(sample_rate, channels)
         except ValueError as exc:
-            raise ConfigError(f"invalid pcm stream format: {exc}") from None
-        self._converter = _FrameConverter("s16", channels)
+            raise ConfigError(f"invalid pcm stream format: {exc}") from exc
+        self.big_endian = big_endian
+        self._converter = _FrameConverter("s16be" if big_endian else "s16", channels)
         self.trailing_bytes_dropped = 0
 
     @property
@@ -158,4 +165,5 @@ class PcmDecoder:
 
     def __repr__(self) -> str:
         fmt = self._format
-        return f"<PcmDecoder s16le {fmt.sample_rate} Hz x{fmt.channels}>"
+        order = "be" if self.big_endian else "le"
+        return f"<PcmDecoder s16{order} {fmt.sample_rate} Hz x{fmt.channels}>"

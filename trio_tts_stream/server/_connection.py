@@ -70,6 +70,7 @@ from ._bodies import (
 )
 from ._engines import _ENGINES, SAMPLE_RATE, _async_blocks, _Engine
 from ._faults import FaultPlan, Shaper
+from ._misanswers import misanswer_pieces
 from ._options import ServerOptions, ServerOptionsChanges
 from ._ranges import NotSatisfiable, PartialBody, select_range, slice_pieces, strong_etag
 from ._requests import (
@@ -115,6 +116,7 @@ class _Config:
     engine: _Engine
     wav_exact_sizes: bool
     faults: FaultPlan
+    misanswer: str | None
 
     @classmethod
     def create(cls, options: ServerOptions) -> _Config:
@@ -127,6 +129,7 @@ class _Config:
             engine=_ENGINES[options.engine],
             wav_exact_sizes=options.wav_exact_sizes,
             faults=options.faults or FaultPlan(),
+            misanswer=options.misanswer,
         )
 
 
@@ -513,6 +516,12 @@ class _Connection:
         self, request: _SpeechRequest, received_at: float, close: bool, shaper: Shaper
     ) -> None:
         config = self._config
+        if config.misanswer is not None:
+            content_type, lines = misanswer_pieces(config.misanswer)
+            head = self._response_head(200, content_type, [("transfer-encoding", "chunked")], close)
+            sender = _PiecesSender(self, received_at, head, shaper)
+            await sender.send_all(lines)
+            return
         total, blocks = config.engine.stream(
             request.text, request.voice, request.speed, SAMPLE_RATE
         )

@@ -10,6 +10,7 @@ from typing import TypedDict
 from .._exceptions import ConfigError
 from ._engines import _ENGINES, ENGINES
 from ._faults import FaultPlan
+from ._misanswers import MISANSWERS
 
 __all__ = ["ServerOptions", "ServerOptionsChanges"]
 
@@ -48,6 +49,11 @@ class ServerOptions:
             connections closed before the headers, truncated bodies (see
             :class:`~trio_tts_stream.testing.FaultPlan`); ``None`` for none. They apply
             to the audio files of :meth:`SpeechServer.audio_url` too.
+        misanswer: Answer every speech request ``200`` with a body that is not audio
+            instead (one of ``"html"``, ``"json"``, ``"sse"``, ``"text"``,
+            ``"json-as-audio"``: a proxy's error page, a JSON error, an event stream, a
+            plain message, a JSON error labelled ``audio/mpeg``), as broken servers do;
+            ``None`` for audio.
 
     Raises:
         ConfigError: An option is invalid, or the engine is not installed (the message
@@ -65,6 +71,7 @@ class ServerOptions:
     engine: str = "tone"
     wav_exact_sizes: bool = False
     faults: FaultPlan | None = None
+    misanswer: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ttfb_ms) and self.ttfb_ms >= 0):
@@ -83,6 +90,9 @@ class ServerOptions:
         _ENGINES[self.engine].check()  # ConfigError naming the extra to install
         if self.faults is not None and not isinstance(self.faults, FaultPlan):
             raise ConfigError(f"faults must be a FaultPlan or None, got {self.faults!r}")
+        if self.misanswer is not None and self.misanswer not in MISANSWERS:
+            known = ", ".join(MISANSWERS)
+            raise ConfigError(f"unknown misanswer {self.misanswer!r}; known: {known}")
 
 
 class ServerOptionsChanges(TypedDict, total=False):
@@ -100,3 +110,4 @@ class ServerOptionsChanges(TypedDict, total=False):
     engine: str
     wav_exact_sizes: bool
     faults: FaultPlan | None
+    misanswer: str | None

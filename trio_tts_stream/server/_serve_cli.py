@@ -22,6 +22,7 @@ from .._exceptions import ConfigError
 from ._connection import open_server
 from ._engines import ENGINES
 from ._faults import FAIL_STATUSES, FaultPlan, parse_byte_counts
+from ._misanswers import MISANSWERS
 
 __all__ = ["add_serve_arguments", "fault_plan", "run_serve"]
 
@@ -70,6 +71,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write exact lengths up front (wav sizes, an mp3 Info/LAME frame, flac total "
         "samples) instead of what a streaming encoder sends",
+    )
+    parser.add_argument(
+        "--misanswer",
+        choices=sorted(MISANSWERS),
+        help="answer speech requests 200 with a body that is not audio (a broken server)",
     )
     _add_fault_arguments(parser)
 
@@ -215,6 +221,7 @@ async def run_serve(args: argparse.Namespace) -> None:
             api_key=args.api_key,
             engine=args.engine,
             wav_exact_sizes=args.wav_exact_sizes,
+            misanswer=args.misanswer,
             faults=faults,
         ) as server:
             print(
