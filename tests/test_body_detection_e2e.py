@@ -23,23 +23,6 @@ from trio_tts_stream.testing import open_test_server, render_chunks, synthesize_
 TEXT = "Every byte of this sentence is audio."
 
 
-class Collect(tts.NullSink):
-    """A NullSink that keeps every frame it is given, as int16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks: list[np.ndarray] = []
-
-    def write_some(self, block: tts.Block) -> int:
-        n = super().write_some(block)
-        self.blocks.append(np.rint(block[:n, 0] * 32768).astype(np.int16))
-        return n
-
-    @property
-    def samples(self) -> np.ndarray:
-        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.int16)
-
-
 def body(fmt: str) -> bytes:
     return b"".join(render_chunks(TEXT, response_format=fmt))
 
@@ -63,14 +46,17 @@ def id3_tag(padding: int = 512) -> bytes:
         ("json-as-audio", "the response is text"),
     ],
 )
-async def test_non_audio_never_reaches_the_sink(misanswer: str, needle: str) -> None:
-    async with open_test_server(misanswer=misanswer) as server, Collect() as sink:
+async def test_non_audio_never_reaches_the_sink(
+    misanswer: str, needle: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "out.wav"
+    async with open_test_server(misanswer=misanswer) as server, tts.WavFileSink(path) as sink:
         request = tts.SpeechRequest(TEXT, base_url=server.base_url, api_key="sk-test")
         with pytest.raises(tts.NotAudioError) as info:
             await tts.play(request, sink=sink)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
-    assert sink.blocks == []
+    assert not path.exists() or path.stat().st_size <= 44  # no frame was written
     report = info.value.report
     assert report is not None
     assert report.outcome is not tts.Outcome.COMPLETED
@@ -160,9 +146,14 @@ async def test_audio_l16_is_big_endian() -> None:
     np.testing.assert_array_equal(samples, pcm)
 
 
-async def test_bytes_with_nothing_to_go_by_are_refused_not_played_as_pcm() -> None:
-    async with open_test_server() as server, Collect() as sink:
+async def test_bytes_with_nothing_to_go_by_are_refused_not_played_as_pcm(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.wav"
+    async with open_test_server() as server, tts.WavFileSink(path) as sink:
         url = server.add_file("a.bin", synthesize_tone(TEXT).tobytes())
-        with pytest.raises(tts.NotAudioError, match="pass response_format"):
+        with pytest.raises(tts.NotAudioError, match="pass response_format") as info:
             await tts.play(url, sink=sink)
-    assert sink.blocks == []
+    assert not path.exists() or path.stat().st_size <= 44
+    assert info.value.report is not None
+    assert info.value.report.frames_played == 0

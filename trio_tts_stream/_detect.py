@@ -203,8 +203,6 @@ def quote_body(head: bytes, limit: int = 100) -> str:
             out.append(char)
         else:
             out.append(char.encode("unicode_escape").decode("ascii"))
-        if sum(map(len, out)) >= limit:
-            break
     quoted = " ".join("".join(out).split())[:limit]
     return f"'{quoted}'" + (" ..." if len(head) > len(quoted) else "")
 

@@ -50,7 +50,7 @@ from typing import TypeAlias
 
 from ._decoders import create_decoder
 from ._decoders._base import Decoder
-from ._detect import SNIFF_BYTES, decide, head_needed
+from ._detect import SNIFF_BYTES, BodyFormat, decide, head_needed
 from ._exceptions import DecodeError, ResumeMismatchError, UnsupportedFormatError
 from ._format import AudioFormat, Block, FormatHint
 from ._metrics import MetricsRecorder
@@ -250,14 +250,7 @@ class StreamDecoder:
             self.recorder.format_note = decision.note
             _log.info("%s", decision.note)
         try:
-            if decision.name is None:
-                raise UnsupportedFormatError(str(decision.reason))
-            self._decoder = create_decoder(
-                decision.name,
-                sample_rate=decision.sample_rate,
-                channels=decision.channels,
-                big_endian=decision.big_endian,
-            )
+            self._decoder = _decoder_for(decision)
         except UnsupportedFormatError as exc:
             if not can_decode_whole() or self._digest.frames:
                 raise
@@ -369,7 +362,10 @@ def choose_decoder(head: bytes, content_type: str | None, hint: FormatHint) -> D
         NotAudioError: The body is not audio, or its format cannot be told.
         UnsupportedFormatError: The chosen format has no streaming decoder here.
     """
-    decision = decide(head, content_type, hint)
+    return _decoder_for(decide(head, content_type, hint))
+
+
+def _decoder_for(decision: BodyFormat) -> Decoder:
     if decision.name is None:
         raise UnsupportedFormatError(str(decision.reason))
     return create_decoder(
