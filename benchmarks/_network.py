@@ -72,8 +72,10 @@ each cut also splits a sample)."""
 STALL_FRACTION = 0.4
 """Where the stall starts (fraction of the body's bytes, made odd)."""
 STALL_FACTOR = 2.5
-"""The stall lasts this many times ``stall_timeout_s`` (5 s): long enough to be detected
-even by a client that was not waiting for bytes when it began (a full ring holds 2 s)."""
+"""The stall lasts this many times ``stall_timeout_s`` (5 s): long enough to count as a
+stall even for a client that was not waiting for bytes when it began (a full ring holds
+2 s); shorter than ``dead_timeout_s`` (15 s), so it is ridden out on the same
+connection, as a CPU server's pause between sentences must be."""
 RESILIENCE_CASES = ("undisturbed", "drops", "stall")
 
 

@@ -85,7 +85,7 @@ def test_dns_failure() -> None:
 
 def test_timeout(slow: str) -> None:
     result = run_cli("say", "hi", "--base-url", slow, "--null", "--timeout", "0.5")
-    check(result, 4, "timed out")
+    check(result, 4, "no audio within 0.5 s of the request")
 
 
 def test_tls_failure(self_signed: str) -> None:

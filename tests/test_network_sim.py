@@ -117,7 +117,7 @@ async def test_stall_longer_than_the_timeout_is_recovered(
         FaultPlan(stall_after_bytes=BODY_BYTES // 3, stall_ms=60_000),
         server_ssl,
         client_ssl,
-        config=tts.StreamConfig(stall_timeout_s=1.0),
+        config=tts.StreamConfig(dead_timeout_s=1.0),
     )
     assert report.stalls == 1
     assert report.reconnects == 1

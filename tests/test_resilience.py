@@ -172,7 +172,7 @@ async def test_stall_is_detected_and_recovered(
     client, _ = client_for(script)
     start = trio.current_time()
     report = await play_to_wav(
-        REQUEST, client, tmp_path / "o.wav", tts.StreamConfig(stall_timeout_s=1.5)
+        REQUEST, client, tmp_path / "o.wav", tts.StreamConfig(dead_timeout_s=1.5)
     )
     assert report.stalls == 1
     assert report.reconnects == 1

@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stall-timeout",
         type=_positive_float,
         metavar="SECONDS",
-        help="reconnect (and resume) when no byte arrives for this long (default 2)",
+        help="reconnect (and resume) when the body pauses this long after its first byte; "
+        "shorter pauses are ridden out (default 15)",
     )
     say.add_argument(
         "--max-attempts",
@@ -166,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_positive_float,
         metavar="SECONDS",
-        help="give up when connecting, or waiting for the next bytes, takes longer "
-        "(default: connect 10 s, read 30 s)",
+        help="give up when the first audio has not come this long after the start, "
+        "retries included; also bounds connecting and the wait for a response "
+        "(default: no overall bound; connect 10 s, response 30 s)",
     )
     say.add_argument(
         "--json",
@@ -376,7 +378,8 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
         chunk_size=args.chunk_size,
         connect_timeout_s=args.timeout,
         read_timeout_s=args.timeout,
-        stall_timeout_s=args.stall_timeout,
+        dead_timeout_s=args.stall_timeout,
+        first_audio_timeout_s=args.timeout,
         max_attempts=args.max_attempts,
         resume_mismatch=args.resume_mismatch,
     )

@@ -55,8 +55,18 @@ class StreamConfig:
         connect_timeout_s: Seconds to wait for the connection to the server.
         read_timeout_s: Seconds to wait for the next bytes of the response (httpx's
             read timeout; see also ``stall_timeout_s``).
-        stall_timeout_s: A response that sends no byte for this long has stalled: the
-            read is cancelled and the stream reconnects (and resumes).
+        stall_timeout_s: A pause in the body at least this long counts as a stall
+            (``report.stalls``). It is ridden out: playback rebuffers meanwhile and the
+            connection is kept, since a CPU server may think for seconds between
+            sentences.
+        dead_timeout_s: After the first body byte, a pause this long (or twice the
+            longest pause the stream already came back from, whichever is longer) means
+            the connection is dead: it is re-requested (and resumed). A re-request that
+            stalls at the same place waits twice as long each time (see ``_stall``).
+            Before the first body byte the limit is ``read_timeout_s``.
+        first_audio_timeout_s: Most seconds from the request to the first decoded audio,
+            retries included (``None``: no overall bound, only the per-wait ones); past
+            it the playback fails with :class:`StreamTimeout`.
         max_attempts: Requests in a row that may fail without delivering new audio, the
             first included (1 = no retry). A connection that delivered audio before it
             dropped starts the count again.
@@ -83,6 +93,8 @@ class StreamConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
     stall_timeout_s: float = 2.0
+    dead_timeout_s: float = 15.0
+    first_audio_timeout_s: float | None = None
     max_attempts: int = 5
     retry_deadline_s: float = 30.0
     resume_mismatch: str = "error"
@@ -142,6 +154,17 @@ class StreamConfig:
             "stall_timeout_s",
             finite(self.stall_timeout_s) and self.stall_timeout_s > 0,
             "a positive number of seconds",
+        )
+        check(
+            "dead_timeout_s",
+            finite(self.dead_timeout_s) and self.dead_timeout_s > 0,
+            "a positive number of seconds",
+        )
+        check(
+            "first_audio_timeout_s",
+            self.first_audio_timeout_s is None
+            or (finite(self.first_audio_timeout_s) and self.first_audio_timeout_s > 0),
+            "None or a positive number of seconds",
         )
         check(
             "max_attempts",

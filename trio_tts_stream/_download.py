@@ -10,9 +10,13 @@ which lets TCP flow control slow the server: memory stays bounded.
 
 What this loop adds to the decoder is time and retrying:
 
-* **Stalls**: once audio flows, no byte for ``stall_timeout_s`` cancels the read (a
-  cancel scope) and counts as a retryable failure. The wait for the *first* byte gets
-  the read timeout instead: a CPU TTS server may think for seconds.
+* **Pauses and dead connections** (:mod:`._stall`): a pause in the body is ridden out
+  (playback rebuffers meanwhile); only a wait past the watch's patience cancels the read
+  (a cancel scope) and counts as a retryable failure. The wait for a response's *first*
+  body byte gets the read timeout: a CPU TTS server may think for seconds.
+* **First audio deadline** (``first_audio_timeout_s``): one cancel scope around every
+  attempt and every wait between them, lifted when the first audio is decoded, so that
+  a user's time bound is the time they wait.
 * **Retries** (:mod:`._retry`): a drop, a reset, a timeout, a stall, 408/429/5xx. Before
   any audio was sent the request is simply made again; the bound is on failures *in a
   row*, so a long stream that delivers audio between drops survives many of them.
@@ -24,6 +28,7 @@ What this loop adds to the decoder is time and retrying:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import aclosing
 
@@ -36,6 +41,7 @@ from ._format import AudioFormat, Block, FormatHint
 from ._http import ByteStream, Source, SpeechRequest, open_byte_stream
 from ._metrics import MetricsRecorder
 from ._retry import RetryPolicy, RetryState, give_up_message
+from ._stall import StallPolicy, StallWatch
 from ._stream_decoder import Event, StreamDecoder
 
 __all__ = ["run_download"]
@@ -68,14 +74,42 @@ class _Download:
             fallback_limit=config.fallback_limit_bytes,
         )
         self.reopenable = isinstance(source, (SpeechRequest, str))
+        self.shown_url: str | None = None
         self.held: list[Block] = []  # blocks kept until the end (config.streaming=False)
         self.etag: str | None = None
         self.accepts_ranges = False
+        self.watch = StallWatch(
+            StallPolicy(
+                stall_s=config.stall_timeout_s,
+                dead_s=max(config.dead_timeout_s, config.stall_timeout_s),
+                first_byte_s=config.read_timeout_s,
+            )
+        )
+        self.first_audio = trio.CancelScope()
+        self.retry = RetryState(
+            RetryPolicy(max_attempts=config.max_attempts, deadline_s=config.retry_deadline_s),
+            started_at=0.0,
+        )
 
     async def run(self) -> None:
+        limit = self.config.first_audio_timeout_s
+        if limit is not None:
+            self.first_audio.deadline = trio.current_time() + limit
+        with self.first_audio:
+            await self._run()
+        if self.first_audio.cancelled_caught:
+            assert limit is not None
+            tries = self.retry.attempts
+            raise StreamTimeout(
+                f"no audio within {limit:g} s of the request"
+                + (f" ({tries} attempts)" if tries > 1 else "")
+                + f" from {self.shown_url or 'the source'}; check the server or raise the timeout"
+            )
+
+    async def _run(self) -> None:
         config, recorder = self.config, self.recorder
-        policy = RetryPolicy(max_attempts=config.max_attempts, deadline_s=config.retry_deadline_s)
-        retry = RetryState(policy, started_at=trio.current_time())
+        policy = self.retry.policy
+        retry = self.retry = RetryState(policy, started_at=trio.current_time())
         while True:
             progress = self.decoder.frames_emitted
             try:
@@ -96,7 +130,7 @@ class _Download:
                 if self.decoder.frames_emitted > progress:
                     # This connection delivered new audio before it failed: the bound is
                     # on failures in a row.
-                    retry = RetryState(policy, started_at=trio.current_time())
+                    retry = self.retry = RetryState(policy, started_at=trio.current_time())
                 delay = retry.next_delay(exc, trio.current_time()) if self.reopenable else None
                 if delay is None:
                     exc.args = (give_up_message(exc, retry),)
@@ -121,37 +155,62 @@ class _Download:
             resume_from=resume_from,
             etag=self.etag,
         ) as stream:
+            self.shown_url = stream.url or self.shown_url
             continues = bool(resume_from) and stream.range_start == resume_from
             if continues:
                 self.recorder.resumed_bytes += resume_from  # same decoder, next byte
             self.decoder.begin_response(stream.content_type, continues=continues)
             self.etag = stream.etag or self.etag
             self.accepts_ranges = stream.accepts_ranges and isinstance(self.source, str)
-            await self._read(stream)
+            await self._read(stream, resume_from if continues else 0)
 
-    async def _read(self, stream: ByteStream) -> None:
-        stall = self.config.stall_timeout_s
-        first = max(stall, self.config.read_timeout_s)
+    async def _read(self, stream: ByteStream, offset: int) -> None:
+        """Read ``stream`` (whose first byte is body offset ``offset``) to its end."""
+        watch, recorder = self.watch, self.recorder
+        got_body = False
         async with aclosing(stream.chunks) as chunks:
             iterator = aiter(chunks)
-            got_any = False
             while True:
-                with trio.move_on_after(stall if got_any else first) as scope:
+                patience = watch.patience(offset, got_body=got_body)
+                began = trio.current_time()
+                with trio.move_on_after(patience) as scope:
                     chunk = await anext(iterator, None)
-                got_any = True
                 if scope.cancelled_caught:
-                    self.recorder.stalls += 1
-                    raise StreamTimeout(
-                        f"no audio bytes for {stall:g} s from {stream.url or 'the source'}: "
-                        "the stream stalled"
-                    )
+                    watch.on_dead(offset)
+                    recorder.stalls = watch.stalls
+                    raise StreamTimeout(self._dead_message(stream, patience, got_body, offset))
                 if chunk is None:
                     return
-                self.recorder.on_bytes(len(chunk), trio.current_time())
+                paused = trio.current_time() - began
+                if watch.on_pause_ended(paused, got_body=got_body):
+                    _log.info(
+                        "the stream paused for %.1f s after %d bytes; the connection was kept",
+                        paused,
+                        offset,
+                    )
+                recorder.stalls = watch.stalls
+                recorder.longest_pause_s = watch.longest_pause_s
+                got_body = True
+                offset += len(chunk)
+                recorder.on_bytes(len(chunk), trio.current_time())
                 await self._send(self.decoder.feed(chunk))
+
+    def _dead_message(
+        self, stream: ByteStream, patience: float, got_body: bool, offset: int
+    ) -> str:
+        where = stream.url or "the source"
+        if not got_body:
+            return f"{where} sent its response headers and then no body byte for {patience:g} s"
+        what = "audio" if self.decoder.frames_emitted else "body"
+        return (
+            f"the stream from {where} stalled: no byte for {patience:g} s after "
+            f"{offset} bytes of {what}"
+        )
 
     async def _send(self, events: list[Event]) -> None:
         for event in events:
+            if not isinstance(event, AudioFormat):
+                self.first_audio.deadline = math.inf  # the first audio is here
             if isinstance(event, AudioFormat) or self.config.streaming:
                 await self.send.send(event)
             else:

@@ -377,8 +377,21 @@ async def open_byte_stream(
                 request = client.build_request("GET", url, headers=get_headers)
             api_key = None
         shown_url = str(request.url.copy_with(username=None, password=None, query=None))
+        # The body's pauses are the download loop's to judge (see _stall): httpx's own
+        # read timeout would cut a pause the loop means to ride out. The wait for the
+        # response headers is bounded here instead.
+        request.extensions["timeout"] = httpx.Timeout(
+            config.read_timeout_s, connect=config.connect_timeout_s, read=None
+        ).as_dict()
         with map_http_errors(shown_url):
-            response = await client.send(request, stream=True)
+            with trio.move_on_after(config.connect_timeout_s + config.read_timeout_s) as wait:
+                response = await client.send(request, stream=True)
+            if wait.cancelled_caught:
+                raise StreamTimeout(
+                    f"no response from {shown_url} in "
+                    f"{config.connect_timeout_s + config.read_timeout_s:g} s; check the "
+                    "server or raise the timeout"
+                )
             try:
                 if response.status_code >= 400:
                     body = b""

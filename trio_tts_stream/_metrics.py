@@ -83,7 +83,10 @@ class PlaybackReport:
         audio_s: Seconds of audio decoded.
         decode_errors: Corrupted frames or packets skipped by the decoder.
         retries: Requests repeated before any audio was played.
-        stalls: Times the response sent nothing for ``stall_timeout_s``.
+        stalls: Pauses in the body of at least ``stall_timeout_s``, ridden out or ended
+            by a re-request (a dead connection).
+        longest_pause_ms: Longest pause in a body after its first byte that ended by
+            itself (the connection was kept).
         resumed_bytes: Bytes not downloaded again thanks to ``Range`` resumes.
         skipped_overlap_frames: Frames of re-requested streams dropped after checking
             they equal what was already played.
@@ -125,6 +128,7 @@ class PlaybackReport:
     delivery_ratio: float | None = None
     format_note: str | None = None
     truncated: str | None = None
+    longest_pause_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
@@ -185,6 +189,7 @@ class MetricsRecorder:
     retries: int = 0
     reconnects: int = 0
     stalls: int = 0
+    longest_pause_s: float = 0.0
     resumed_bytes: int = 0
     restarted: bool = False
     # -- decoding (stream decoder)
@@ -332,6 +337,7 @@ class MetricsRecorder:
             delivery_ratio=self.delivery_ratio(audio_s),
             format_note=self.format_note,
             truncated=self.truncated,
+            longest_pause_ms=self.longest_pause_s * 1000,
             output_sample_rate=rate,
             timeline=self.timeline(transitions),
         )
