@@ -38,6 +38,10 @@ Theory of operation
   the ones already emitted. A mismatch raises
   :class:`~._exceptions.ResumeMismatchError` (the download loop applies the
   ``resume_mismatch`` policy: fail, or :meth:`StreamDecoder.reset` and start again).
+* **Stream ends.** A decoder that knows its stream was cut short (an Ogg stream with no
+  end-of-stream page, an mp3 or ADTS frame cut in the middle, WAV data shorter than its
+  header says) sets ``truncated``; it goes into ``recorder.truncated``. What came is
+  played either way.
 * **Accounting.** Decode times, frames, corrupted-frame counts, the format chosen and the
   fallback reason go into the :class:`~._metrics.MetricsRecorder` passed in.
 """
@@ -267,6 +271,7 @@ class StreamDecoder:
             blocks = decoder.decode(data) if data else []
             if final:
                 blocks += decoder.flush()
+                self._note_end(decoder)
         except DecodeError as exc:
             if self._format is not None or self._digest.frames or not can_decode_whole():
                 raise
@@ -278,6 +283,16 @@ class StreamDecoder:
             self._record_decode(t0)
         self._count_errors(decoder)
         return blocks
+
+    def _note_end(self, decoder: Decoder) -> None:
+        """Say in the report how the stream ended, when it was not cleanly."""
+        truncated = getattr(decoder, "truncated", None)
+        if truncated:
+            self.recorder.truncated = str(truncated)
+            _log.warning("%s; what came was played", truncated)
+        trailer = getattr(decoder, "trailer", None)
+        if trailer:
+            _log.info("dropped the end of the stream, not audio: %s", trailer)
 
     def _take_kept(self) -> bytearray:
         kept, self._kept = self._kept, None

@@ -43,6 +43,9 @@ class SyncFramer:
         trailing_bytes_dropped: Bytes after the last frame that formed no frame (a
             truncated final frame or junk), counted at :meth:`finish`.
         received: Bytes fed so far.
+        cut_frame: ``(have, need)`` when the stream ended inside a frame of the stream
+            being followed (its header was there, ``have`` of its ``need`` bytes were),
+            else ``None``; set by :meth:`finish`.
     """
 
     def __init__(self, parse_header: HeaderParser, header_size: int, codec: str) -> None:
@@ -60,6 +63,7 @@ class SyncFramer:
         self.garbage_bytes = 0
         self.trailing_bytes_dropped = 0
         self.received = 0
+        self.cut_frame: tuple[int, int] | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the frames completed by it.
@@ -113,6 +117,7 @@ class SyncFramer:
                             continue
                         if not final:
                             break
+                        self.cut_frame = (avail, length)
                     elif avail >= length + size:
                         after = pos + length
                         following = parse(buf, after)
@@ -222,6 +227,14 @@ def _magic(buf: bytearray, pos: int, end: int, magic: bytes, need: int) -> bool 
     if buf[pos : pos + k] != magic[:k]:
         return False
     return True if end - pos >= need else None
+
+
+def cut_frame_message(codec: str, cut: tuple[int, int] | None) -> str | None:
+    """The ``truncated`` note for a stream that ended inside a frame, or ``None``."""
+    if cut is None:
+        return None
+    have, need = cut
+    return f"the {codec} stream was cut mid-frame: its last frame has {have} of {need} bytes"
 
 
 def not_audio_message(codec: str, head: bytes, received: int) -> str:

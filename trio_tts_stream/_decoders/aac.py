@@ -44,7 +44,7 @@ import numpy as np
 
 from .._exceptions import ConfigError, DecodeError
 from .._format import AudioFormat, Block
-from ._framing import SyncFramer, not_audio_message
+from ._framing import SyncFramer, cut_frame_message, not_audio_message
 from ._pyav import PacketDecoder
 
 __all__ = ["AacDecoder", "parse_adts_header"]
@@ -112,6 +112,11 @@ class AacDecoder:
     def trailing_bytes_dropped(self) -> int:
         """Bytes after the last frame that formed no frame (e.g. a truncated final frame)."""
         return self._framer.trailing_bytes_dropped
+
+    @property
+    def truncated(self) -> str | None:
+        """Why the stream is known to have ended early (after :meth:`flush`), else ``None``."""
+        return cut_frame_message("aac", self._framer.cut_frame)
 
     def decode(self, data: bytes) -> list[Block]:
         """Consume the next bytes of the stream; return the completed blocks.

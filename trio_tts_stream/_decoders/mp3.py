@@ -63,7 +63,7 @@ import numpy as np
 
 from .._exceptions import DecodeError, UnsupportedFormatError
 from .._format import AudioFormat, Block
-from ._framing import SyncFramer, not_audio_message
+from ._framing import SyncFramer, cut_frame_message, not_audio_message
 from ._pyav import PacketDecoder
 
 __all__ = [
@@ -212,6 +212,7 @@ class Mp3Decoder:
         self._stream_frames = 0  # audio frames given to the codec in this stream
         self._out: list[Block] = []
         self._flushed = False
+        self._truncated: str | None = None
 
     @property
     def audio_format(self) -> AudioFormat | None:
@@ -228,6 +229,11 @@ class Mp3Decoder:
     def trailing_bytes_dropped(self) -> int:
         """Bytes after the last frame that formed no frame (e.g. a truncated final frame)."""
         return self._framer.trailing_bytes_dropped
+
+    @property
+    def truncated(self) -> str | None:
+        """Why the stream is known to have ended early (after :meth:`flush`), else ``None``."""
+        return self._truncated or cut_frame_message("mp3", self._framer.cut_frame)
 
     def decode(self, data: bytes) -> list[Block]:
         """Consume the next bytes of the stream; return the completed blocks.
@@ -332,6 +338,10 @@ class Mp3Decoder:
         truncated = announced is not None and self._stream_frames < announced
         if truncated:
             self._out += self._held
+            self._truncated = (
+                f"the mp3 stream ended after {self._stream_frames} of the {announced} "
+                "frames its Xing/Info header announced"
+            )
         self._held = []
         self._held_frames = 0
         self._head_skip = self._tail_hold = self._stream_frames = 0

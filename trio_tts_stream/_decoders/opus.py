@@ -304,6 +304,7 @@ class OpusDecoder:
         streams: Logical Opus streams started (more than 1 for chained streams).
         trimmed_frames: Decoded samples dropped by granule positions (end trimming,
             start trimming), pre-skip not included.
+        truncated: Set by :meth:`flush` when the last stream had no end-of-stream page.
     """
 
     name: str = "opus"
@@ -321,6 +322,7 @@ class OpusDecoder:
         self._flushed = False
         self.head: OpusHead | None = None
         self.streams = 0
+        self.truncated: str | None = None
 
     @property
     def audio_format(self) -> AudioFormat | None:
@@ -368,6 +370,11 @@ class OpusDecoder:
         blocks = self._on_packets(self._demux.flush())
         self._check_is_ogg(final=True)
         self._check_link_has_opus(final=True)
+        if self._stream is not None:
+            self.truncated = (
+                "the Ogg stream ended without its end-of-stream page: it was cut short "
+                f"after {self._demux.bytes_received} bytes"
+            )
         blocks += self._end_stream()
         if self.streams == 0:
             raise DecodeError(

@@ -25,6 +25,17 @@ body, at most :data:`_MAX_HEADER_CHUNK` bytes) in memory:
 ``done``
     the data chunk is complete; later bytes (trailing chunks) are counted and ignored.
 
+**The header-patch trailer.** A server that writes WAV through a seekable in-memory
+buffer it empties after every write (PyAV/FFmpeg into ``BytesIO``, as a Kokoro-FastAPI
+release did) sends, after the data, what the muxer wrote when it went back to fill in
+the sizes: a block as long as the header, zeros except the RIFF size at offset 4 and the
+data size in the header's last 4 bytes. Played, those sizes are a click. So when the data
+runs to end of stream, the last header-length bytes are held back (about 1.6 ms of 24 kHz
+audio for a 78-byte header) and, at the end, dropped if they are such a patch: exactly
+the header's length, every byte zero or equal to the header's byte except the two size
+fields, and the data size (or the RIFF size) equal to what the data before the block
+adds up to. Audio never matches that by chance; anything else is played.
+
 Supported encodings: PCM (format tag 1) 8-bit unsigned and 16/24/32-bit signed; IEEE float
 (tag 3) 32/64-bit; and ``WAVE_FORMAT_EXTENSIBLE`` (0xFFFE) with a PCM or IEEE-float
 sub-format GUID. Anything else raises :class:`~trio_tts_stream.UnsupportedFormatError`.
@@ -71,6 +82,9 @@ _PCM_FORMATS: dict[int, SampleFormat] = {8: "u8", 16: "s16", 24: "s24", 32: "s32
 #: Largest ``fmt `` or ``ds64`` body we buffer (real ones are 16-40 bytes).
 _MAX_HEADER_CHUNK = 4096
 
+#: Longest header (bytes before the data) for which a header-patch trailer is looked for.
+_MAX_PATCHED_HEADER = 1024
+
 #: Data sizes that mean "unknown, read to end of stream".
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
@@ -87,6 +101,9 @@ class WavDecoder:
             size (trailing chunks such as ``LIST`` or ``id3 ``), which are ignored.
         declared_data_size: The data chunk's size in bytes, or ``None`` while unknown
             or when the header says "until end of stream" (``0`` or ``0xFFFFFFFF``).
+        trailer: What was dropped at the end as not audio (a header-patch trailer, see
+            the module docstring), else ``None``.
+        truncated: Set by :meth:`flush` when the data ended before its declared size.
     """
 
     name: str = "wav"
@@ -106,6 +123,12 @@ class WavDecoder:
         self.trailing_bytes_dropped = 0
         self.ignored_trailing_bytes = 0
         self.declared_data_size: int | None = None
+        self.trailer: str | None = None
+        self.truncated: str | None = None
+        self._prefix = bytearray()  # the stream's bytes before the data (short headers)
+        self._hold = 0  # data bytes held back at the end (the header's length), or 0
+        self._tail = bytearray()  # those bytes
+        self._data_bytes = 0  # data bytes received (converted or held)
 
     @property
     def audio_format(self) -> AudioFormat | None:
@@ -133,9 +156,8 @@ class WavDecoder:
         while pos < end:
             state = self._state
             if state == "data":
-                assert self._converter is not None
                 take = end - pos if self._data_left is None else min(end - pos, self._data_left)
-                blocks += self._converter.convert(view[pos : pos + take])
+                blocks += self._take_data(view[pos : pos + take])
                 pos += take
                 if self._data_left is not None:
                     self._data_left -= take
@@ -143,6 +165,7 @@ class WavDecoder:
                         self._state = "done"
             elif state == "skip":
                 take = min(end - pos, self._skip)
+                self._keep_prefix(view[pos : pos + take])
                 self._skip -= take
                 pos += take
                 if self._skip == 0:
@@ -153,6 +176,7 @@ class WavDecoder:
             else:  # collecting the RIFF header, a chunk header or a header body
                 take = min(end - pos, self._need - len(self._header))
                 self._header += view[pos : pos + take]
+                self._keep_prefix(view[pos : pos + take])
                 pos += take
                 if state == "riff":
                     self._check_riff_prefix()
@@ -174,7 +198,8 @@ class WavDecoder:
         arrived was returned.
 
         Returns:
-            Always ``[]``: every whole frame was already returned by :meth:`decode`.
+            The held-back last bytes of a data chunk running to end of stream, unless
+            they are a header-patch trailer (see the module docstring).
 
         Raises:
             DecodeError: The stream ended before the header was complete (no data chunk
@@ -186,9 +211,74 @@ class WavDecoder:
                 f"WAV stream ended after {self._received} bytes, {where}: the header is "
                 "incomplete and there is no audio (truncated or empty response?)"
             )
+        blocks: list[Block] = []
+        if self._tail:
+            tail, self._tail = bytes(self._tail), bytearray()
+            if self._is_header_patch(tail):
+                self.ignored_trailing_bytes += len(tail)
+                self.trailer = (
+                    f"a {len(tail)}-byte header patch (the sizes, rewritten after the data)"
+                )
+            else:
+                assert self._converter is not None
+                blocks = self._converter.convert(memoryview(tail))
+        if self._data_left:
+            assert self.declared_data_size is not None
+            got = self.declared_data_size - self._data_left
+            self.truncated = (
+                f"the WAV data ended after {got} of the {self.declared_data_size} bytes "
+                "its header declares"
+            )
         if self._converter is not None:
             self.trailing_bytes_dropped += self._converter.drop_partial()
-        return []
+        return blocks
+
+    # -- data and the trailer ----------------------------------------------------------
+
+    def _take_data(self, data: memoryview) -> list[Block]:
+        converter = self._converter
+        assert converter is not None
+        self._data_bytes += len(data)
+        hold = self._hold
+        if not hold:
+            return converter.convert(data)
+        tail = self._tail
+        if len(data) >= hold:
+            blocks = converter.convert(memoryview(bytes(tail))) if tail else []
+            blocks += converter.convert(data[: len(data) - hold])
+            self._tail = bytearray(data[len(data) - hold :])
+            return blocks
+        tail += data
+        excess = len(tail) - hold
+        if excess <= 0:
+            return []
+        blocks = converter.convert(memoryview(bytes(tail[:excess])))
+        del tail[:excess]
+        return blocks
+
+    def _keep_prefix(self, data: memoryview) -> None:
+        if len(self._prefix) + len(data) <= _MAX_PATCHED_HEADER:
+            self._prefix += data
+        else:
+            self._prefix = bytearray(b"\xff" * (_MAX_PATCHED_HEADER + 1))  # too long
+
+    def _is_header_patch(self, tail: bytes) -> bool:
+        header = self._prefix
+        size = len(header)
+        if len(tail) != size or size < 44:
+            return False
+        data = self._data_bytes - size  # the data before the trailer
+        riff_field = int.from_bytes(tail[4:8], "little")
+        data_field = int.from_bytes(tail[size - 4 :], "little")
+        if data_field != data and riff_field != data + size - 8:
+            return False
+        if riff_field not in (0, data + size - 8, int.from_bytes(header[4:8], "little")):
+            return False
+        if data_field not in (0, data, int.from_bytes(header[size - 4 :], "little")):
+            return False
+        return all(
+            b == 0 or b == header[i] or 4 <= i < 8 or i >= size - 4 for i, b in enumerate(tail)
+        )
 
     # -- header parsing --------------------------------------------------------------
 
@@ -304,6 +394,8 @@ class WavDecoder:
         self.declared_data_size = None if size in _UNKNOWN_SIZES else size
         self._data_left = self.declared_data_size
         self._state = "data"
+        if self._data_left is None and len(self._prefix) <= _MAX_PATCHED_HEADER:
+            self._hold = len(self._prefix)  # see "the header-patch trailer" above
 
     def __repr__(self) -> str:
         fmt = self._format
