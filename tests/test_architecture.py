@@ -27,6 +27,8 @@ DOCS = Path(__file__).parent.parent / "docs"
 PURE = (
     "_state",
     "_detect",
+    "_sse",
+    "_stall",
     "_stream_decoder",
     "_ringbuffer",
     "_resume",

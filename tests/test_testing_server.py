@@ -471,7 +471,7 @@ async def test_keep_alive_serves_several_requests(
         (speech(response_format="ogg"), "response_format", ALL_FORMATS),
         (speech(response_format="MP3"), "response_format", ALL_FORMATS),
         (speech(response_format=["mp3"]), "response_format", "Unsupported"),
-        (speech(stream_format="sse"), "stream_format", "audio"),
+        (speech(stream_format="chunks"), "stream_format", "sse"),
         ({"input": "hi", "voice": "alloy", "response_format": "pcm"}, "model", "model"),
         ([1, 2, 3], None, "object"),
     ],

@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: no overall bound; connect 10 s, response 30 s)",
     )
     say.add_argument(
+        "--stream-format",
+        choices=["audio", "sse"],
+        help="'sse' asks for OpenAI's event stream (base64 audio in speech.audio.delta "
+        "events), played as it arrives like any body (default: audio)",
+    )
+    say.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object with the report on stdout at the end",
@@ -404,6 +410,7 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
                 instructions=args.instructions,
                 base_url=base_url,
                 api_key=api_key,
+                stream_format=args.stream_format or "audio",
             )
             return await _play(args, request, config, verify)
 

@@ -61,11 +61,14 @@ class FormatHint:
             decide (pcm is never assumed).
         sample_rate: Frames per second of headerless ``pcm`` (OpenAI: 24000).
         channels: Channels of headerless ``pcm`` (OpenAI: 1).
+        sse: The request asked for OpenAI's event stream (``stream_format="sse"``): a
+            ``text/event-stream`` response carries the audio base64 in its events.
     """
 
     name: str | None = "pcm"
     sample_rate: int = 24000
     channels: int = 1
+    sse: bool = False
 
 
 def int16_to_float(samples: npt.NDArray[np.int16]) -> Block:

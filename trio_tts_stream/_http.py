@@ -81,6 +81,9 @@ class SpeechRequest:
         api_key: Bearer token; never shown in ``repr``, logs or errors.
         sample_rate: Sample rate of headerless ``pcm`` (OpenAI: 24000).
         channels: Channels of headerless ``pcm`` (OpenAI: 1).
+        stream_format: ``"audio"`` (the default: the body is the audio) or ``"sse"``
+            (OpenAI's event stream: the audio comes base64 in ``speech.audio.delta``
+            events, ``speech.audio.done`` ends it; played as it arrives all the same).
     """
 
     input: str
@@ -93,8 +96,13 @@ class SpeechRequest:
     api_key: str | None = field(default=None, repr=False)
     sample_rate: int = 24000
     channels: int = 1
+    stream_format: str = "audio"
 
     def __post_init__(self) -> None:
+        if self.stream_format not in ("audio", "sse"):
+            raise ConfigError(
+                f"stream_format={self.stream_format!r} is invalid: it must be 'audio' or 'sse'"
+            )
         if not self.input.strip():
             raise ConfigError("the text to speak is empty: give some text")
         if self.speed is not None and not 0.25 <= self.speed <= 4.0:
@@ -122,6 +130,8 @@ class SpeechRequest:
             body["speed"] = self.speed
         if self.instructions:
             body["instructions"] = self.instructions
+        if self.stream_format != "audio":
+            body["stream_format"] = self.stream_format
         return body
 
 
@@ -357,7 +367,7 @@ async def open_byte_stream(
     if isinstance(source, (SpeechRequest, str)):
         if isinstance(source, SpeechRequest):
             url = source.url
-            headers = {"Accept": "*/*"}
+            headers = {"Accept": "text/event-stream" if source.stream_format == "sse" else "*/*"}
             if source.api_key:
                 headers["Authorization"] = f"Bearer {source.api_key}"
             warn_plain_http_key(url, source.api_key)

@@ -374,10 +374,12 @@ async def open_playback(
             audio that did arrive); the exception's ``report`` holds the report.
     """
     config = config if config is not None else StreamConfig.from_env()
+    sse = False
     if isinstance(source, SpeechRequest):
         response_format = response_format or source.response_format
         sample_rate, channels = source.sample_rate, source.channels
-    hint = FormatHint(response_format, sample_rate, channels)
+        sse = source.stream_format == "sse"
+    hint = FormatHint(response_format, sample_rate, channels, sse)
     async with _own_resources(sink, client, config, verify) as (sink, client):
         playback = Playback(source, sink=sink, config=config, client=client, hint=hint)
         with unwrap_single_exception():
@@ -431,6 +433,7 @@ async def speak(
     response_format: str = "pcm",
     speed: float | None = None,
     instructions: str | None = None,
+    stream_format: str = "audio",
     sink: AudioSink | None = None,
     config: StreamConfig | None = None,
     client: httpx.AsyncClient | None = None,
@@ -439,6 +442,7 @@ async def speak(
     """Ask an OpenAI-compatible server to speak ``text`` and play it as it downloads.
 
     ``base_url`` and ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``.
+    ``stream_format="sse"`` asks for OpenAI's event stream (see :class:`SpeechRequest`).
 
     Returns:
         The :class:`PlaybackReport`.
@@ -456,6 +460,7 @@ async def speak(
         instructions=instructions,
         base_url=base_url,
         api_key=api_key,
+        stream_format=stream_format,
     )
     return await play(request, sink=sink, config=config, client=client, verify=verify)
 
@@ -544,6 +549,7 @@ class Player:
         instructions: str | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        stream_format: str = "audio",
     ) -> PlaybackReport:
         """Speak ``text`` (arguments as :class:`SpeechRequest`; the player's ``base_url``
         and ``api_key`` are the defaults)."""
@@ -559,6 +565,7 @@ class Player:
             instructions=instructions,
             base_url=base_url,
             api_key=api_key,
+            stream_format=stream_format,
         )
         return await self.play(request)
 

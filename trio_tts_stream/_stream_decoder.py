@@ -38,6 +38,9 @@ Theory of operation
   the ones already emitted. A mismatch raises
   :class:`~._exceptions.ResumeMismatchError` (the download loop applies the
   ``resume_mismatch`` policy: fail, or :meth:`StreamDecoder.reset` and start again).
+* **OpenAI's event stream.** When the request asked for ``stream_format="sse"`` and the
+  response is ``text/event-stream``, :class:`~._sse.SseAudioStream` turns its events into
+  the audio bytes they carry before anything else sees them; an error event is an error.
 * **Stream ends.** A decoder that knows its stream was cut short (an Ogg stream with no
   end-of-stream page, an mp3 or ADTS frame cut in the middle, WAV data shorter than its
   header says) sets ``truncated``; it goes into ``recorder.truncated``. What came is
@@ -54,11 +57,12 @@ from typing import TypeAlias
 
 from ._decoders import create_decoder
 from ._decoders._base import Decoder
-from ._detect import SNIFF_BYTES, BodyFormat, decide, head_needed
+from ._detect import SNIFF_BYTES, BodyFormat, decide, head_needed, parse_content_type
 from ._exceptions import DecodeError, ResumeMismatchError, UnsupportedFormatError
 from ._format import AudioFormat, Block, FormatHint
 from ._metrics import MetricsRecorder
 from ._resume import OverlapSkipper, PrefixDigest, Verdict
+from ._sse import SseAudioStream
 
 __all__ = [
     "DEFAULT_FALLBACK_LIMIT",
@@ -108,6 +112,7 @@ class StreamDecoder:
         self._digest = PrefixDigest()
         # Per response.
         self._content_type: str | None = None
+        self._sse: SseAudioStream | None = None  # the event stream of this response
         self._decoder: Decoder | None = None
         self._skipper: OverlapSkipper | None = None
         self._head = b""
@@ -148,6 +153,16 @@ class StreamDecoder:
         self._content_type = content_type
         if continues:
             return
+        self._sse = None
+        if self.hint.sse:
+            if parse_content_type(content_type)[0] == "text/event-stream":
+                self._sse = SseAudioStream()
+                self._content_type = None  # the events' audio has no Content-Type
+            else:
+                self.recorder.format_note = (
+                    "asked for an event stream (stream_format='sse'); the server sent "
+                    "a plain audio body, played as such"
+                )
         self._drop_response()
         if self._digest.frames:
             self._skipper = OverlapSkipper(self._digest.frames, self._digest.crc)
@@ -160,6 +175,10 @@ class StreamDecoder:
             DecodeError: The bytes are not decodable (and the fallback cannot help).
             ResumeMismatchError: A re-requested stream differs from what was emitted.
         """
+        if self._sse is not None:
+            chunk = self._sse.feed(chunk)
+            if not chunk:
+                return []
         self.bytes_fed += len(chunk)
         if self.bytes_fed > self.fallback_limit:
             if self._body is not None:
@@ -192,6 +211,16 @@ class StreamDecoder:
         Raises:
             As :meth:`feed`.
         """
+        if self._sse is not None:
+            sse, self._sse = self._sse, None
+            tail = sse.finish()
+            events = self.feed(tail) if tail else []
+            if not sse.done:
+                self.recorder.truncated = (
+                    f"the event stream ended without speech.audio.done after {sse.events} "
+                    "audio events"
+                )
+            return events + self.finish()
         if self._body is None and self._decoder is None:
             if not self._head:
                 return self._audio_or_error([])

@@ -15,6 +15,7 @@ two later than with ``pcm`` (see :mod:`._encode`).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable, Generator, Iterator
@@ -32,7 +33,14 @@ try:
 except ImportError:  # PyAV is optional (the "formats" extra): serve pcm and wav only
     _PYAV_ENCODERS = {}
 
-__all__ = ["OPENAI_RESPONSE_FORMATS", "RESPONSE_FORMATS", "chunk_schedule", "render_chunks"]
+__all__ = [
+    "OPENAI_RESPONSE_FORMATS",
+    "RESPONSE_FORMATS",
+    "chunk_schedule",
+    "render_chunks",
+    "sse_delta",
+    "sse_done",
+]
 
 OPENAI_RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 """Every ``response_format`` OpenAI knows (all implemented here when PyAV is installed)."""
@@ -261,6 +269,21 @@ class _Pieces:
     def _hold(self, encoded: bytes) -> list[bytes]:
         previous, self._held = self._held, encoded
         return [] if previous is None else [previous]
+
+
+def sse_delta(piece: bytes) -> bytes:
+    """A piece of a body as OpenAI's ``stream_format="sse"`` sends it: one
+    ``speech.audio.delta`` event with the bytes in base64 (nothing for an empty piece)."""
+    if not piece:
+        return b""
+    event = {"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def sse_done(input_chars: int) -> bytes:
+    """The ``speech.audio.done`` event that ends an SSE speech stream, with the usage."""
+    usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
+    return b"data: " + json.dumps({"type": "speech.audio.done", "usage": usage}).encode() + b"\n\n"
 
 
 def chunk_schedule(

@@ -47,7 +47,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -67,6 +67,8 @@ from ._bodies import (
     _piece_due,
     _Pieces,
     _short,
+    sse_delta,
+    sse_done,
 )
 from ._engines import _ENGINES, SAMPLE_RATE, _async_blocks, _Engine
 from ._faults import FaultPlan, Shaper
@@ -534,6 +536,10 @@ class _Connection:
             else:
                 source = blocks
             fmt = _FORMATS[request.response_format]
+            content_type = fmt.content_type
+            wrap: Callable[[bytes], bytes] = _same
+            if request.stream_format == "sse":
+                content_type, wrap = "text/event-stream", sse_delta
             pieces = _Pieces(
                 fmt.encoder(_EncoderOptions(SAMPLE_RATE, total or 0, config.wav_exact_sizes)),
                 _chunk_frames(config.chunk_ms),
@@ -543,19 +549,25 @@ class _Connection:
                     # A Content-Length for the whole body: render it all first.
                     body = [piece async for block in source for piece in pieces.feed(block)]
                     body += pieces.finish()
+                    body = [wrap(piece) for piece in body]
+                    if request.stream_format == "sse":
+                        body.append(sse_done(len(request.text)))
                     headers = [("content-length", str(sum(len(p) for p in body)))]
-                    head = self._response_head(200, fmt.content_type, headers, close)
+                    head = self._response_head(200, content_type, headers, close)
                     await _PiecesSender(self, received_at, head, shaper).send_all(body)
                     return
                 head = self._response_head(
-                    200, fmt.content_type, [("transfer-encoding", "chunked")], close
+                    200, content_type, [("transfer-encoding", "chunked")], close
                 )
                 sender = _PiecesSender(self, received_at, head, shaper)
                 async for block in source:
                     for piece in pieces.feed(block):
-                        if not await sender.send(piece):
+                        if not await sender.send(wrap(piece)):
                             return
-                for piece in pieces.finish():
+                last = [wrap(piece) for piece in pieces.finish()]
+                if request.stream_format == "sse":
+                    last.append(sse_done(len(request.text)))
+                for piece in last:
                     if not await sender.send(piece):
                         return
             finally:
@@ -664,6 +676,10 @@ class _PiecesSender:
         data = bytes(self._pending)
         self._pending.clear()
         await self._connection._send(data)
+
+
+def _same(piece: bytes) -> bytes:
+    return piece
 
 
 # Exceptions that mean "the client went away or spoke nonsense": end the task quietly.

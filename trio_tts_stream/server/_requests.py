@@ -91,6 +91,7 @@ class _SpeechRequest:
     voice: str
     speed: float
     response_format: str
+    stream_format: str = "audio"
 
 
 @dataclass(frozen=True)
@@ -186,14 +187,15 @@ def _validate(obj: dict[str, Any], engine: _Engine) -> _SpeechRequest | _HTTPErr
         )
 
     stream_format = obj.get("stream_format", "audio")
-    if stream_format != "audio":
+    if stream_format not in ("audio", "sse"):
         return _bad(
-            f"Unsupported stream_format {_short(stream_format)}. This server supports: 'audio'.",
+            f"Invalid value for 'stream_format': {_short(stream_format)}. Supported values "
+            "are: 'audio' and 'sse'.",
             "stream_format",
             "invalid_value",
         )
     # "instructions" is accepted and ignored, as by OpenAI's tts-1 models.
-    return _SpeechRequest(text, voice, float(speed), response_format)
+    return _SpeechRequest(text, voice, float(speed), response_format, stream_format)
 
 
 def _redacted_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
