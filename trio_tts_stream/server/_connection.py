@@ -74,6 +74,7 @@ from ._engines import _ENGINES, SAMPLE_RATE, _async_blocks, _Engine
 from ._faults import FaultPlan, Shaper
 from ._misanswers import misanswer_pieces
 from ._options import ServerOptions, ServerOptionsChanges
+from ._profiles import profile_body, sample_rate_of
 from ._ranges import NotSatisfiable, PartialBody, select_range, slice_pieces, strong_etag
 from ._requests import (
     _FILE_NAME,
@@ -119,6 +120,7 @@ class _Config:
     wav_exact_sizes: bool
     faults: FaultPlan
     misanswer: str | None
+    profile: str | None
 
     @classmethod
     def create(cls, options: ServerOptions) -> _Config:
@@ -132,6 +134,7 @@ class _Config:
             wav_exact_sizes=options.wav_exact_sizes,
             faults=options.faults or FaultPlan(),
             misanswer=options.misanswer,
+            profile=options.profile,
         )
 
 
@@ -524,6 +527,9 @@ class _Connection:
             sender = _PiecesSender(self, received_at, head, shaper)
             await sender.send_all(lines)
             return
+        if config.profile is not None:
+            await self._send_profiled(request, received_at, close, shaper, config.profile)
+            return
         total, blocks = config.engine.stream(
             request.text, request.voice, request.speed, SAMPLE_RATE
         )
@@ -574,6 +580,47 @@ class _Connection:
                 pieces.close()  # the client may have gone: release the encoder now
             await sender.end()
 
+    async def _send_profiled(
+        self,
+        request: _SpeechRequest,
+        received_at: float,
+        close: bool,
+        shaper: Shaper,
+        profile: str,
+    ) -> None:
+        config = self._config
+        rate = sample_rate_of(profile, request.response_format, SAMPLE_RATE)
+        _, blocks = config.engine.render(request.text, request.voice, request.speed, rate)
+        samples = np.concatenate([np.empty(0, dtype=np.int16), *blocks])
+        plain = tuple(
+            _open_body(
+                request.text,
+                voice=request.voice,
+                speed=request.speed,
+                response_format=request.response_format,
+                chunk_ms=config.chunk_ms,
+                engine=config.engine.name,
+                wav_exact_sizes=config.wav_exact_sizes,
+            )
+        )
+        # Encoding a whole utterance takes milliseconds per second of audio; done here, in
+        # the connection's task, as the plain server encodes (a worker thread would not
+        # be waited for by trio's autojump clock in tests).
+        body = profile_body(
+            profile,
+            samples,
+            request.response_format,
+            sample_rate=rate,
+            ttfb_s=config.ttfb_ms / 1000,
+            chunk_ms=config.chunk_ms,
+            plain=plain,
+        )
+        head = self._response_head(
+            200, body.content_type, [("transfer-encoding", "chunked")], close
+        )
+        sender = _PiecesSender(self, received_at, head, shaper, due=body.due)
+        await sender.send_all(body.pieces)
+
     async def _send_file(
         self, request: _FileRequest, received_at: float, close: bool, shaper: Shaper, *, head: bool
     ) -> None:
@@ -615,20 +662,30 @@ class _PiecesSender:
     """
 
     def __init__(
-        self, connection: _Connection, received_at: float, head: bytes, shaper: Shaper
+        self,
+        connection: _Connection,
+        received_at: float,
+        head: bytes,
+        shaper: Shaper,
+        *,
+        due: tuple[float, ...] | None = None,
     ) -> None:
         self._connection = connection
         config = connection._config
-        self._due = partial(
+        self._due: Callable[[int], float] = partial(
             _piece_due,
             ttfb_ms=config.ttfb_ms,
             chunk_ms=config.chunk_ms,
             realtime_factor=config.realtime_factor,
         )
+        if due is not None:
+            self._due = due.__getitem__
         self._received_at = received_at
         self._shaper = shaper
         # Every write on its own when its time matters.
-        self._paced = config.realtime_factor is not None or shaper.faults.shapes_body
+        self._paced = (
+            config.realtime_factor is not None or shaper.faults.shapes_body or due is not None
+        )
         self._batch = max(1, round(_SEND_AUDIO_MS / config.chunk_ms))
         self._pending = bytearray(head)
         self._pieces = 0  # pieces handed to send()

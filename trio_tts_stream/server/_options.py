@@ -11,6 +11,7 @@ from .._exceptions import ConfigError
 from ._engines import _ENGINES, ENGINES
 from ._faults import FaultPlan
 from ._misanswers import MISANSWERS
+from ._profiles import PROFILES
 
 __all__ = ["ServerOptions", "ServerOptionsChanges"]
 
@@ -54,6 +55,10 @@ class ServerOptions:
             ``"json-as-audio"``: a proxy's error page, a JSON error, an event stream, a
             plain message, a JSON error labelled ``audio/mpeg``), as broken servers do;
             ``None`` for audio.
+        profile: Answer speech requests the way a popular server does (one of
+            ``"kokoro-fastapi"``, ``"openedai-speech"``, ``"wav-always"``,
+            ``"file-lines"``; see :mod:`trio_tts_stream.server._profiles` and
+            docs/servers.rst); ``None`` for the plain server.
 
     Raises:
         ConfigError: An option is invalid, or the engine is not installed (the message
@@ -72,6 +77,7 @@ class ServerOptions:
     wav_exact_sizes: bool = False
     faults: FaultPlan | None = None
     misanswer: str | None = None
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ttfb_ms) and self.ttfb_ms >= 0):
@@ -93,6 +99,8 @@ class ServerOptions:
         if self.misanswer is not None and self.misanswer not in MISANSWERS:
             known = ", ".join(MISANSWERS)
             raise ConfigError(f"unknown misanswer {self.misanswer!r}; known: {known}")
+        if self.profile is not None and self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
 
 
 class ServerOptionsChanges(TypedDict, total=False):
@@ -111,3 +119,4 @@ class ServerOptionsChanges(TypedDict, total=False):
     wav_exact_sizes: bool
     faults: FaultPlan | None
     misanswer: str | None
+    profile: str | None

@@ -23,6 +23,7 @@ from ._connection import open_server
 from ._engines import ENGINES
 from ._faults import FAIL_STATUSES, FaultPlan, parse_byte_counts
 from ._misanswers import MISANSWERS
+from ._profiles import PROFILES
 
 __all__ = ["add_serve_arguments", "fault_plan", "run_serve"]
 
@@ -76,6 +77,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--misanswer",
         choices=sorted(MISANSWERS),
         help="answer speech requests 200 with a body that is not audio (a broken server)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="answer speech requests as a popular server puts them on the wire "
+        "(see docs/servers.rst)",
     )
     _add_fault_arguments(parser)
 
@@ -222,6 +229,7 @@ async def run_serve(args: argparse.Namespace) -> None:
             engine=args.engine,
             wav_exact_sizes=args.wav_exact_sizes,
             misanswer=args.misanswer,
+            profile=args.profile,
             faults=faults,
         ) as server:
             print(
