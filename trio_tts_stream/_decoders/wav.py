@@ -125,7 +125,7 @@ class WavDecoder:
         self.declared_data_size: int | None = None
         self.trailer: str | None = None
         self.truncated: str | None = None
-        self._prefix = bytearray()  # the stream's bytes before the data (short headers)
+        self._prefix: bytearray | None = bytearray()  # bytes before the data; None: too many
         self._hold = 0  # data bytes held back at the end (the header's length), or 0
         self._tail = bytearray()  # those bytes
         self._data_bytes = 0  # data bytes received (converted or held)
@@ -257,13 +257,15 @@ class WavDecoder:
         return blocks
 
     def _keep_prefix(self, data: memoryview) -> None:
-        if len(self._prefix) + len(data) <= _MAX_PATCHED_HEADER:
-            self._prefix += data
-        else:
-            self._prefix = bytearray(b"\xff" * (_MAX_PATCHED_HEADER + 1))  # too long
+        if self._prefix is not None:
+            if len(self._prefix) + len(data) <= _MAX_PATCHED_HEADER:
+                self._prefix += data
+            else:
+                self._prefix = None  # too long a header to look for its patch
 
     def _is_header_patch(self, tail: bytes) -> bool:
         header = self._prefix
+        assert header is not None  # bytes are held back only when it was kept
         size = len(header)
         if len(tail) != size or size < 44:
             return False
@@ -394,7 +396,7 @@ class WavDecoder:
         self.declared_data_size = None if size in _UNKNOWN_SIZES else size
         self._data_left = self.declared_data_size
         self._state = "data"
-        if self._data_left is None and len(self._prefix) <= _MAX_PATCHED_HEADER:
+        if self._data_left is None and self._prefix is not None:
             self._hold = len(self._prefix)  # see "the header-patch trailer" above
 
     def __repr__(self) -> str:

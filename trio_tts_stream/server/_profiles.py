@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._wav import wav_header
+from ._bodies import _FORMATS
 from ._engines import Samples
 
 __all__ = ["KOKORO_CHUNK_S", "KOKORO_THINK_S", "OPENEDAI_RATE", "PROFILES", "ProfileBody"]
@@ -52,15 +53,6 @@ KOKORO_THINK_S = 2.4
 """Seconds its CPU synthesis of such a chunk takes: the pause on the wire between writes."""
 OPENEDAI_RATE = 22050
 """The rate openedai-speech's Piper voices speak at, and its pcm is sent at."""
-
-_CONTENT_TYPES = {
-    "pcm": "audio/pcm",
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "aac": "audio/aac",
-    "flac": "audio/flac",
-    "opus": "audio/ogg",
-}
 
 
 @dataclass(frozen=True)
@@ -108,7 +100,7 @@ def profile_body(
             cut their bodies the same way).
         plain: The plain server's pieces for the same request (what ``file-lines`` cuts).
     """
-    asked = _CONTENT_TYPES[response_format]
+    asked = _FORMATS[response_format].content_type
     step = 2 * max(1, round(chunk_ms * sample_rate / 1000))  # bytes of chunk_ms of int16
     if profile == "kokoro-fastapi":
         pieces = _kokoro_pieces(samples, response_format, sample_rate)
@@ -186,6 +178,7 @@ def _kokoro_pieces(samples: Samples, response_format: str, rate: int) -> tuple[b
         else:
             pieces.append(buffer.getvalue())
             container.close()
-    finally:
+    except BaseException:
         container.close()
+        raise
     return tuple(pieces)
