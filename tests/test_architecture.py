@@ -39,9 +39,21 @@ PURE = (
     "_vocabulary",
     "_resample",
     "_wav",
+    "_segment",
+    "_textfilter",
 )
 IO_MODULES = ("trio", "httpx", "httpcore", "sounddevice", "h11")
-SHELL = ("_download", "_player", "_http", "_sinks", "_sinkbase", "_portaudio", "_cli")
+SHELL = (
+    "_download",
+    "_player",
+    "_http",
+    "_sinks",
+    "_sinkbase",
+    "_portaudio",
+    "_cli",
+    "_speaker",
+    "_cache",
+)
 
 
 def module_name(path: Path) -> str:

@@ -14,6 +14,7 @@ Quick start::
 
 from __future__ import annotations
 
+from ._cache import CacheStatistics, PhraseCache
 from ._config import ENV_VARIABLES, StreamConfig
 from ._decoders import available_formats, create_decoder, sniff_format
 from ._decoders._base import Decoder
@@ -50,7 +51,18 @@ from ._player import (
     speak,
 )
 from ._ringbuffer import SinkStatistics
+from ._segment import Segmenter
 from ._sinks import AudioSink, BufferedSink, NullSink, SoundDeviceSink, WavFileSink
+from ._speaker import (
+    Interruption,
+    Speaker,
+    SpeakerClosedError,
+    SpeakerStatistics,
+    Utterance,
+    UtteranceState,
+    open_speaker,
+)
+from ._textfilter import MarkdownFilter, TextFilter
 from ._vocabulary import Cause, Outcome, PlaybackState
 
 __version__ = "0.1.0"
@@ -65,17 +77,21 @@ __all__ = [
     "BadRequestError",
     "Block",
     "BufferedSink",
+    "CacheStatistics",
     "Cause",
     "ConfigError",
     "DecodeError",
     "Decoder",
     "FormatHint",
     "HTTPStatusError",
+    "Interruption",
+    "MarkdownFilter",
     "NetworkError",
     "NotAudioError",
     "NotFoundError",
     "NullSink",
     "Outcome",
+    "PhraseCache",
     "Playback",
     "PlaybackReport",
     "PlaybackState",
@@ -83,25 +99,33 @@ __all__ = [
     "Player",
     "RateLimitError",
     "ResumeMismatchError",
+    "Segmenter",
     "ServerError",
     "SinkStatistics",
     "SoundDeviceSink",
     "Source",
     "SourceError",
+    "Speaker",
+    "SpeakerClosedError",
+    "SpeakerStatistics",
     "SpeechRequest",
     "StateTransitionError",
     "StreamConfig",
     "StreamTimeout",
     "TLSError",
     "TTSStreamError",
+    "TextFilter",
     "TimelineEntry",
     "UnsupportedFormatError",
+    "Utterance",
+    "UtteranceState",
     "WavFileSink",
     "__version__",
     "available_formats",
     "create_decoder",
     "open_playback",
     "open_player",
+    "open_speaker",
     "play",
     "sniff_format",
     "speak",

@@ -8,6 +8,7 @@ device failure; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import ssl
@@ -21,6 +22,7 @@ import trio
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
+from ._cache import PhraseCache
 from ._config import StreamConfig
 from ._exceptions import (
     AudioDeviceError,
@@ -42,6 +44,7 @@ from ._sinks import (
     import_sounddevice,
     portaudio_errors,
 )
+from ._speaker import SpeakerStatistics, _combine, open_speaker
 
 __all__ = ["build_parser", "main"]
 
@@ -93,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     say.add_argument(
-        "text", metavar="TEXT", nargs="?", help="text to speak; - or nothing reads stdin"
+        "text",
+        metavar="TEXT",
+        nargs="?",
+        help="text to speak; - speaks a pipe sentence by sentence as it arrives "
+        "(markdown is not read aloud); nothing reads all of stdin",
     )
     say.add_argument("--file", metavar="FILE", help="read the text to speak from FILE")
     say.add_argument("--base-url", help="API base URL (default: $OPENAI_BASE_URL or OpenAI's)")
@@ -184,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     say.add_argument(
         "--stats", action="store_true", help="print a table of the measurements at the end"
+    )
+    say.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="keep complete responses in DIR and replay repeated phrases from it",
     )
 
     serve = sub.add_parser(
@@ -389,7 +401,7 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
         max_attempts=args.max_attempts,
         resume_mismatch=args.resume_mismatch,
     )
-    text = _read_text(args)
+    text = "" if args.text == "-" and args.file is None else _read_text(args)
     verify: ssl.SSLContext | bool = True
     if args.ca_file:
         try:
@@ -401,6 +413,8 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
             base_url, api_key = default_endpoint(
                 embedded_url or args.base_url, args.api_key or None
             )
+            if args.text == "-" or args.cache_dir:
+                return await _speak(args, text, config, verify, base_url, api_key)
             request = SpeechRequest(
                 input=text,
                 model=args.model,
@@ -432,6 +446,78 @@ async def _play(
                     await playback.wait()
                     nursery.cancel_scope.cancel()
     return playback.report
+
+
+async def _stdin_chunks() -> AsyncIterator[str]:
+    """Standard input as text fragments, each as soon as it arrives."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with stream:
+        while data := await stream.receive_some(65536):
+            yield decoder.decode(data)
+    yield decoder.decode(b"", final=True)
+
+
+async def _speak(
+    args: argparse.Namespace,
+    text: str,
+    config: StreamConfig,
+    verify: ssl.SSLContext | bool,
+    base_url: str,
+    api_key: str | None,
+) -> PlaybackReport:
+    """``say -`` and ``--cache-dir``: through a speaker, sentence by sentence."""
+    cache = PhraseCache(directory=args.cache_dir) if args.cache_dir else None
+    with unwrap_single_exception():
+        async with (
+            _make_sink(args, config) as sink,
+            open_speaker(
+                sink=sink,
+                config=config,
+                verify=verify,
+                base_url=base_url,
+                api_key=api_key,
+                model=args.model,
+                voice=args.voice,
+                response_format=args.response_format,
+                speed=args.speed,
+                instructions=args.instructions,
+                stream_format=args.stream_format or "audio",
+                cache=cache,
+            ) as speaker,
+        ):
+            if text:
+                utterances = [speaker.say(text)]
+            else:
+                utterances = await speaker.say_stream(_stdin_chunks())
+            await speaker.wait_idle()
+    if not utterances:
+        raise ConfigError("no text to speak: the input had nothing speakable")
+    reports = []
+    for utt in utterances:
+        reports.append(await utt.wait())  # raises the first failure
+    report = _combine(reports)
+    if args.stats:
+        args.speaker_stats = speaker.statistics()
+    return report
+
+
+def _speaker_table(stats: SpeakerStatistics) -> str:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f} ms"
+
+    rows = [
+        (
+            "utterances",
+            f"{stats.completed} completed, {stats.failed} failed, {stats.cancelled} cancelled",
+        ),
+        ("say to first audio", ms(stats.say_to_first_audio_ms)),
+        ("gaps between utterances", f"{stats.gaps} ({stats.gap_ms_total:.0f} ms in all)"),
+    ]
+    if stats.cache is not None:
+        c = stats.cache
+        rows.append(("cache", f"{c.hits} hits, {c.misses} misses, {c.disk_bytes} bytes on disk"))
+    return "\n".join(f"{k:<24} {v}" for k, v in rows)
 
 
 def _devices() -> int:
@@ -490,7 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         _print_json(report)
     if args.stats:
-        print(_stats_table(report), file=sys.stderr if args.json else sys.stdout)
+        table = _stats_table(report)
+        speaker_stats = getattr(args, "speaker_stats", None)
+        if speaker_stats is not None:
+            table += "\n" + _speaker_table(speaker_stats)
+        print(table, file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 
 

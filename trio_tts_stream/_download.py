@@ -31,6 +31,7 @@ import logging
 import math
 import time
 from contextlib import aclosing
+from typing import Protocol
 
 import httpx
 import trio
@@ -44,9 +45,19 @@ from ._retry import RetryPolicy, RetryState, give_up_message
 from ._stall import StallPolicy, StallWatch
 from ._stream_decoder import Event, StreamDecoder
 
-__all__ = ["run_download"]
+__all__ = ["BodyTap", "run_download"]
 
 _log = logging.getLogger("trio_tts_stream")
+
+
+class BodyTap(Protocol):
+    """Sees the body bytes as they are read (a phrase cache recording a response)."""
+
+    def data(self, chunk: bytes) -> None:
+        """Body bytes, in order, of the current attempt."""
+
+    def broken(self) -> None:
+        """The attempt failed and another one follows: the bytes so far are not a body."""
 
 
 class _Download:
@@ -61,8 +72,10 @@ class _Download:
         config: StreamConfig,
         recorder: MetricsRecorder,
         hint: FormatHint,
+        tap: BodyTap | None = None,
     ) -> None:
         self.source = source
+        self.tap = tap
         self.send = send_channel
         self.client = client
         self.config = config
@@ -125,6 +138,8 @@ class _Download:
                 self.decoder.reset()
                 recorder.restarted = True
                 self.held = []
+                if self.tap is not None:
+                    self.tap.broken()
                 continue
             except SourceError as exc:
                 if self.decoder.frames_emitted > progress:
@@ -135,6 +150,8 @@ class _Download:
                 if delay is None:
                     exc.args = (give_up_message(exc, retry),)
                     raise
+                if self.tap is not None:
+                    self.tap.broken()
                 if self.decoder.frames_emitted and config.streaming:
                     recorder.reconnects += 1
                 else:
@@ -193,6 +210,8 @@ class _Download:
                 got_body = True
                 offset += len(chunk)
                 recorder.on_bytes(len(chunk), trio.current_time())
+                if self.tap is not None:
+                    self.tap.data(chunk)
                 await self._send(self.decoder.feed(chunk))
 
     def _dead_message(
@@ -225,13 +244,14 @@ async def run_download(
     config: StreamConfig,
     recorder: MetricsRecorder,
     hint: FormatHint,
+    tap: BodyTap | None = None,
 ) -> None:
     """Download ``source``, decode it and send the format, then blocks, to the channel.
 
     In streaming mode blocks are sent as they are decoded; otherwise they are held until
     the body is complete (``config.streaming=False``). Network trouble is retried and
     resumed (see the module docstring). Closes ``send_channel`` at the end; fills in
-    ``recorder``.
+    ``recorder``. ``tap``, if given, sees every body chunk as it is read.
 
     Raises:
         SourceError: The source failed for good (after what was received was sent on).
@@ -241,5 +261,11 @@ async def run_download(
     async with send_channel:
         recorder.on_request(trio.current_time())
         await _Download(
-            source, send_channel, client=client, config=config, recorder=recorder, hint=hint
+            source,
+            send_channel,
+            client=client,
+            config=config,
+            recorder=recorder,
+            hint=hint,
+            tap=tap,
         ).run()

@@ -94,6 +94,10 @@ class PlaybackReport:
         delivery_ratio: Seconds of audio received per second of download (first to last
             byte): above 1 the link is faster than real time.
         timeline: Every state change.
+        text_heard: For a speaker's utterance, the part of its text that was heard:
+            all of it when completed; when interrupted or cancelled, the characters
+            whose share of the text equals the share of the audio heard, cut back to a
+            word boundary (an approximation: speech rate is taken as even).
     """
 
     outcome: Outcome
@@ -129,6 +133,7 @@ class PlaybackReport:
     format_note: str | None = None
     truncated: str | None = None
     longest_pause_ms: float = 0.0
+    text_heard: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""

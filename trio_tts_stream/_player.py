@@ -28,11 +28,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 import trio
 
 from ._adaptive import AdaptiveBuffering
 from ._config import StreamConfig
-from ._download import run_download
+from ._download import BodyTap, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block, FormatHint
 from ._http import Source, SpeechRequest, default_endpoint, make_client
@@ -88,6 +89,9 @@ class Playback:
         config: StreamConfig,
         client: httpx.AsyncClient,
         hint: FormatHint,
+        fade_ms: float = 0.0,
+        lead_silence_s: float = 0.0,
+        tap: BodyTap | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -116,6 +120,17 @@ class Playback:
         self._played0 = 0
         self._error: TTSStreamError | None = None
         self._report: PlaybackReport | None = None
+        self._fade_ms = fade_ms
+        self._lead_frames_s = lead_silence_s
+        self._tap = tap
+        #: Set once every frame of this playback is in the output (or it ended): the
+        #: next utterance of a speaker may start writing behind it.
+        self.all_written = trio.Event()
+        #: When the last frame ended being heard (trio's clock), once it has.
+        self.end_heard: float | None = None
+        #: Set when the download ended (completed, failed or cancelled).
+        self.downloaded = trio.Event()
+        self._first_heard: float | None = None  # kept once known (the mark is freed)
 
     # -- public ---------------------------------------------------------------
 
@@ -172,24 +187,39 @@ class Playback:
             level_sum=st.level_sum,
             level_count=st.level_count,
             level_min=st.level_min,
-            first_heard=self._sink.heard_time(self._start_pos),
+            first_heard=self._first_heard_time(),
         )
+
+    def _first_heard_time(self) -> float | None:
+        if self._first_heard is None:
+            self._first_heard = self._sink.heard_time(self._start_pos)
+        return self._first_heard
 
     # -- tasks ----------------------------------------------------------------
 
-    async def _run(self) -> None:
+    @property
+    def first_heard(self) -> float | None:
+        """When the first frame was heard (trio's clock), once it has."""
+        return self._totals().first_heard if self._first_heard is None else self._first_heard
+
+    async def _run(self, turn: trio.Event | None = None) -> None:
+        """Download at once; play once ``turn`` is set (a speaker's prefetch)."""
         send, receive = trio.open_memory_channel[AudioFormat | Block](self._config.queue_blocks)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._download, send)
                     nursery.start_soon(self._watch)
+                    if turn is not None:
+                        await turn.wait()
                     await self._playback(receive)
                     nursery.cancel_scope.cancel()
         finally:
             now = trio.current_time()
+            self.all_written.set()
             if self._ctl.state is not PlaybackState.DONE:
-                self._sink.abort()
+                if self._out_fmt is not None:  # only our own audio is dropped
+                    self._sink.abort(self._fade_ms)
                 self._ctl.stop(Cause.CANCELLED, now)
             self._report = self._build_report()
             self._done.set()
@@ -206,9 +236,42 @@ class Playback:
                 config=self._config,
                 recorder=self._metrics,
                 hint=self._hint,
+                tap=self._tap,
             )
         except TTSStreamError as exc:
             self._error = exc
+        finally:
+            self.downloaded.set()
+
+    @property
+    def download_complete(self) -> bool:
+        """The body was received whole, in one attempt, with no error or known
+        truncation (what a cache may keep)."""
+        m = self._metrics
+        return (
+            self.downloaded.is_set()
+            and self._error is None
+            and not self._scope.cancel_called
+            and m.retries == 0
+            and m.reconnects == 0
+            and not m.restarted
+            and m.truncated is None
+            and m.bytes_received > 0
+        )
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames decoded so far, at the output's rate."""
+        if self._fmt is None or self._out_fmt is None:
+            return 0
+        return round(
+            self._metrics.frames_decoded * self._out_fmt.sample_rate / self._fmt.sample_rate
+        )
+
+    def _refresh_report(self) -> PlaybackReport:
+        """Rebuild the report after it ended (a fade-out played after the cancel)."""
+        self._report = self._build_report()
+        return self._report
 
     async def _watch(self) -> None:
         await self._sink_opened.wait()
@@ -223,6 +286,15 @@ class Playback:
             self._resampler = Resampler(fmt.sample_rate, out.sample_rate, fmt.channels)
         await sink.open(out)
         self._fmt, self._out_fmt = fmt, out
+        if self._lead_frames_s > 0 and sink.statistics().buffered > 0:
+            # A pause between a speaker's utterances, exact to the frame, only when the
+            # one before is still playing (otherwise the silence is already there).
+            silence = np.zeros((round(self._lead_frames_s * out.sample_rate), 1), np.float32)
+            offset = 0
+            while offset < len(silence):
+                offset += sink.write_some(silence[offset:])
+                if offset < len(silence):
+                    await sink.wait_writable()
         st = sink.statistics()
         self._start_pos = st.frames_written
         # Audio of an earlier utterance still queued ahead of ours counts as played
@@ -259,7 +331,9 @@ class Playback:
         self._update()
         self._ctl.end_of_stream(trio.current_time())
         self._apply(self._ctl.gate)
-        await sink.wait_heard(self._start_pos + self._written)
+        self.all_written.set()
+        end = await sink.wait_heard(self._start_pos + self._written)
+        self.end_heard = end if end is not None else trio.current_time()
         if self._error is not None:
             self._ctl.stop(Cause.FAILED, trio.current_time())
         else:

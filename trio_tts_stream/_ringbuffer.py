@@ -13,7 +13,7 @@ are not there yet. Rebinding an int attribute is atomic under the GIL.
 time, without waiting for trio: the *gate* (``PAUSED``: emit silence, consume nothing;
 ``RUNNING``: consume, and running dry is an underrun; ``DRAINING``: consume, and running
 dry is the end), underrun accounting, the buffer level seen by the device, and
-timestamps of marked frames (when was frame N heard?). Its :meth:`Playout.fill` always
+timestamps of marked frames (when was frame N heard?), and fades. Its :meth:`Playout.fill` always
 fills the whole output block, never blocks, never allocates sample memory, and calls
 ``wake`` (which the sink binds to ``TrioToken.run_sync_soon(..., idempotent=True)``)
 when trio has something to react to: room for a waiting writer, an underrun, a mark
@@ -23,6 +23,16 @@ On an underrun ``fill`` stops consuming by itself (it records the gate generatio
 starved on; the output stays silent while that generation is current): the playback task
 then rebuffers and reopens the gate, so a slow link gives one clean gap instead of a
 stutter, even if a little audio arrives meanwhile.
+
+Fades (barge-in and pause without a click): trio computes a raised-cosine ramp once
+(:meth:`Playout.set_fade`) and asks for a fade-out by bumping ``fade_req``
+(:meth:`Playout.discard` with ``fade=True``, or :meth:`Playout.hold`). The consumer then
+plays the next ``len(ramp)`` frames multiplied by the ramp -- for a barge-in, the start
+of the audio being dropped, never audio written after the discard -- and only then
+applies the discard or stops; it publishes ``fade_done`` and wakes trio. The first audio
+it plays after a fade-out is faded in with the same ramp reversed. The multiply goes
+through a scratch buffer allocated with the ramp, so ``fill`` still never allocates.
+A second fade asked for while one is running does not restart it (no jump in level).
 """
 
 from __future__ import annotations
@@ -112,6 +122,22 @@ class RingBuffer:
         n = min(len(out), self._written - self._read)
         if limit is not None:
             n = min(n, limit)
+        if n <= 0:
+            return 0
+        start = self._read % self.capacity
+        first = min(n, self.capacity - start)
+        out[:first] = self._data[start : start + first]
+        if n > first:
+            out[first:n] = self._data[: n - first]
+        self._read += n
+        return n
+
+    def read_fading_into(self, out: npt.NDArray[np.generic], limit: int) -> int:
+        """Copy up to ``limit`` frames into ``out`` *before* applying a requested discard
+        (consumer; a fade-out plays the start of what is being dropped). Reads no further
+        than the discard point, so audio written after it is not touched."""
+        end = self._discard_to if self._discard_to > self._read else self._written
+        n = min(len(out), limit, end - self._read)
         if n <= 0:
             return 0
         start = self._read % self.capacity
@@ -238,6 +264,19 @@ class Playout:
         # trio writes _mark_pos (and clears the time first), the consumer only the time.
         self._mark_pos = np.full(_MAX_MARKS, -1, dtype=np.int64)
         self._mark_time = np.full(_MAX_MARKS, np.nan, dtype=np.float64)
+        # Fades. trio writes _ramp/_scratch (set_fade), fade_req and hold; the consumer
+        # fade_done, _fo_gen, _fo_pos and _fi_pos.
+        self._ramp = np.zeros(0, dtype=np.float32)  # 1 -> 0, raised cosine
+        self._scratch = np.zeros((0, channels), dtype=np.float32)
+        #: Held by the user (speaker pause): emit silence, consume nothing, no underrun.
+        self.hold = False
+        self.fade_req = 0
+        self.fade_done = 0
+        self._fo_gen = 0
+        self._fo_pos = 0
+        self._fi_pos = 0  # frames of the fade-in applied; >= len(ramp): none pending
+        #: Frames played while fading out (they count as played), over the life.
+        self.faded_frames = 0
 
     # -- trio side -------------------------------------------------------------
 
@@ -256,6 +295,44 @@ class Playout:
         self.level_min = -1
         self.level_sum = 0
         self.level_count = 0
+
+    @property
+    def fade_frames(self) -> int:
+        """Length of the fade ramp in frames (0: cut)."""
+        return len(self._ramp)
+
+    @property
+    def fading(self) -> bool:
+        """A fade-out was asked for and the consumer has not finished it."""
+        return self.fade_req != self.fade_done
+
+    def set_fade(self, frames: int) -> None:
+        """Compute the fade ramp (``frames`` long; 0: no fade) once, on the trio side.
+
+        Ignored while a fade is running (the consumer is reading the ramp)."""
+        frames = max(0, int(frames))
+        if frames == len(self._ramp) or self.fading:
+            return
+        t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
+        self._scratch = np.zeros((frames, self.ring.channels), dtype=np.float32)
+        self._ramp = (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
+        self._fi_pos = frames
+
+    def _ask_fade(self) -> None:
+        if not self.fading:
+            self.fade_req += 1
+
+    def hold_output(self, fade: bool = True) -> None:
+        """Stop consuming (user pause) after a fade-out of the ramp's length; keep the
+        buffered audio. Unlike the gate, the player's controller never changes it."""
+        if not self.hold:
+            if fade:
+                self._ask_fade()
+            self.hold = True
+
+    def release_output(self) -> None:
+        """Consume again after :meth:`hold_output`; the audio fades in."""
+        self.hold = False
 
     def mark(self, position: int) -> None:
         """Ask for the time at which frame ``position`` is heard (see :meth:`mark_time`).
@@ -283,13 +360,17 @@ class Playout:
         for i in np.flatnonzero(self._mark_pos == position):
             self._mark_pos[i] = -1
 
-    def discard(self) -> int:
+    def discard(self, fade: bool = False) -> int:
         """Pause and drop everything buffered (barge-in); return frames dropped.
 
-        The next block the consumer produces is silence."""
+        Without ``fade`` the next block the consumer produces is silence; with it, the
+        first :attr:`fade_frames` of the dropped audio are played fading out first (they
+        count as played, not dropped)."""
         self.set_gate(Gate.PAUSED)
         n = self.ring.request_discard()
-        if self.same_thread:
+        if fade and len(self._ramp) and n:
+            self._ask_fade()
+        elif self.same_thread and not self.fading:
             self.ring.apply_discard()
         return n
 
@@ -328,6 +409,16 @@ class Playout:
         gen = self.gate_gen  # read the generation before the gate (see class docstring)
         gate = self.gate
         ring = self.ring
+        req = self.fade_req
+        if req != self.fade_done:
+            self._fade_out(out, now, latency, req)
+            return
+        if self.hold:
+            if ring.apply_discard() and self.want_space:
+                self.want_space = False
+                self.wake()
+            out[:] = 0
+            return
         if ring.apply_discard() and self.want_space:
             self.want_space = False
             self.wake()
@@ -345,6 +436,8 @@ class Playout:
                 self.level_sum += avail
                 self.level_count += 1
             got = ring.read_into(out)
+            if self._fi_pos < len(self._ramp) and got:
+                self._fade_in(out, got)
         if got < n:
             out[got:] = 0
             if gate is Gate.RUNNING and self.gate_gen == gen:
@@ -355,16 +448,57 @@ class Playout:
                 self.underrun_frames += n - got
                 self.wake()
         if got:
-            heard = now + latency
-            self.heard_until = heard + got / self.sample_rate
-            if self.want_space:
-                self.want_space = False
-                self.wake()
-            marks = self._mark_pos
-            if marks.max() >= first_pos:  # any mark at or after this block?
-                last_pos = first_pos + got
-                for i in range(_MAX_MARKS):
-                    pos = marks[i]
-                    if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:
-                        self._mark_time[i] = heard + (pos - first_pos) / self.sample_rate
-                        self.wake()
+            self._stamp(first_pos, got, now, latency)
+
+    def _ramp_into(self, out: npt.NDArray[np.generic], got: int, r0: int, up: bool) -> None:
+        """Multiply ``out[:got]`` by the ramp from ``r0`` (reversed if ``up``), in place."""
+        ramp = self._ramp
+        k = len(ramp)
+        seg = ramp[k - r0 - got : k - r0][::-1] if up else ramp[r0 : r0 + got]
+        scratch = self._scratch[:got]
+        scratch[...] = out[:got]
+        scratch *= seg[:, None]
+        out[:got] = scratch
+
+    def _fade_in(self, out: npt.NDArray[np.generic], got: int) -> None:
+        k = min(got, len(self._ramp) - self._fi_pos)
+        self._ramp_into(out, k, self._fi_pos, up=True)
+        self._fi_pos += k
+
+    def _fade_out(self, out: npt.NDArray[np.generic], now: float, latency: float, req: int) -> None:
+        ring = self.ring
+        if self._fo_gen != req:
+            self._fo_gen = req
+            self._fo_pos = 0
+        want = min(len(out), len(self._ramp) - self._fo_pos)
+        first_pos = ring.frames_read
+        got = ring.read_fading_into(out, want) if want > 0 else 0
+        if got:
+            self._ramp_into(out, got, self._fo_pos, up=False)
+            self._fo_pos += got
+            self.faded_frames += got
+        out[got:] = 0
+        if got < want or self._fo_pos >= len(self._ramp):
+            ring.apply_discard()
+            self._fi_pos = 0  # what plays next fades in
+            self.fade_done = req
+            self.want_space = False
+            self.wake()
+        if got:
+            self._stamp(first_pos, got, now, latency)
+
+    def _stamp(self, first_pos: int, got: int, now: float, latency: float) -> None:
+        """Record when the ``got`` frames from ``first_pos`` are heard; stamp marks."""
+        heard = now + latency
+        self.heard_until = heard + got / self.sample_rate
+        if self.want_space:
+            self.want_space = False
+            self.wake()
+        marks = self._mark_pos
+        if marks.max() >= first_pos:  # any mark at or after this block?
+            last_pos = first_pos + got
+            for i in range(_MAX_MARKS):
+                pos = marks[i]
+                if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:
+                    self._mark_time[i] = heard + (pos - first_pos) / self.sample_rate
+                    self.wake()

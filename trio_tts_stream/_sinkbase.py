@@ -73,8 +73,9 @@ class AudioSink(Protocol):
         an underrun."""
         ...
 
-    def abort(self) -> int:
-        """Silence at once: drop buffered audio (barge-in). Returns frames dropped."""
+    def abort(self, fade_ms: float = 0.0) -> int:
+        """Drop buffered audio (barge-in): silence within one block, after a fade-out of
+        ``fade_ms`` (0: at once). Returns frames dropped."""
         ...
 
     def mark(self, position: int) -> None:
@@ -89,8 +90,9 @@ class AudioSink(Protocol):
         """Forget the mark at ``position``."""
         ...
 
-    async def wait_heard(self, position: int) -> None:
-        """Wait until every frame before ``position`` has been heard."""
+    async def wait_heard(self, position: int) -> float | None:
+        """Wait until every frame before ``position`` has been heard; return when the
+        last of them ends being heard (trio's clock), if known."""
         ...
 
     def statistics(self) -> SinkStatistics:
@@ -181,6 +183,7 @@ class BufferedSink(AudioSink):
         self._playout: Playout | None = None
         self._changed = trio.Event()
         self._closed = False
+        self._hold: tuple[bool, float] = (False, 0.0)  # hold() before open()
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -260,6 +263,10 @@ class BufferedSink(AudioSink):
             await self._stop_consumer()
         capacity = max(1, math.ceil(self.buffer_s * fmt.sample_rate))
         self._playout = Playout(capacity, fmt.channels, fmt.sample_rate, self.dtype)
+        held, fade_ms = self._hold
+        if held:
+            self._playout.set_fade(round(fade_ms * fmt.sample_rate / 1000))
+            self._playout.hold = True
         self._fmt = fmt
         self.block_s = self.block_frames / fmt.sample_rate
         try:
@@ -335,10 +342,54 @@ class BufferedSink(AudioSink):
         self._require().set_gate(Gate.DRAINING)
         self._pump()
 
-    def abort(self) -> int:
+    def abort(self, fade_ms: float = 0.0) -> int:
         if self._playout is None:
             return 0
-        return self._playout.discard()
+        playout = self._playout
+        if fade_ms > 0:
+            playout.set_fade(round(fade_ms * playout.sample_rate / 1000))
+        n = playout.discard(fade=fade_ms > 0)
+        self._pump()
+        return n
+
+    def hold(self, fade_ms: float = 0.0) -> None:
+        """Stop consuming (a user's pause) after a fade-out of ``fade_ms``; buffered audio
+        is kept, nothing is counted as an underrun, and the player's own gate decisions go
+        on underneath. :meth:`release` resumes with a fade-in."""
+        self._hold = (True, fade_ms)
+        playout = self._playout
+        if playout is None:
+            return
+        if fade_ms > 0:
+            playout.set_fade(round(fade_ms * playout.sample_rate / 1000))
+        playout.hold_output(fade=fade_ms > 0)
+        self._pump()
+
+    def release(self) -> None:
+        """Resume after :meth:`hold`; the first audio fades in."""
+        self._hold = (False, 0.0)
+        if self._playout is not None:
+            self._playout.release_output()
+            self._pump()
+
+    @property
+    def held(self) -> bool:
+        """:meth:`hold` is in force."""
+        return self._hold[0]
+
+    async def wait_silent(self) -> float:
+        """Wait until a fade-out asked for (:meth:`abort`, :meth:`hold`) has been played
+        and return when the output goes silent, on trio's clock (the end of the last
+        frame heard; at once when nothing was fading)."""
+        playout = self._playout
+        if playout is None:
+            await trio.lowlevel.checkpoint()
+            return trio.current_time()
+        while playout.fading:
+            await self._changed.wait()
+        await trio.lowlevel.checkpoint()
+        t = playout.heard_until
+        return max(self._to_trio_time(t), 0.0) if t != float("-inf") else trio.current_time()
 
     # -- positions and time ------------------------------------------------------
 
@@ -356,11 +407,11 @@ class BufferedSink(AudioSink):
         t = self._playout.mark_time(position)
         return None if t is None else self._to_trio_time(t)
 
-    async def wait_heard(self, position: int) -> None:
+    async def wait_heard(self, position: int) -> float | None:
         playout = self._require()
         if position <= 0:
             await trio.lowlevel.checkpoint()
-            return
+            return None
         if playout.ring.frames_written < position:
             raise AudioDeviceError(f"frame {position - 1} was never written; it cannot be heard")
         last = position - 1
@@ -377,7 +428,9 @@ class BufferedSink(AudioSink):
                 if playout.gate is Gate.PAUSED:
                     raise AudioDeviceError("the output is paused; the frames will not be heard")
                 await self._changed.wait()
-            await trio.sleep_until(self._to_trio_time(t) + 1 / playout.sample_rate)
+            end = self._to_trio_time(t) + 1 / playout.sample_rate
+            await trio.sleep_until(end)
+            return end
         finally:
             playout.unmark(last)
 

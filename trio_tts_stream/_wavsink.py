@@ -123,7 +123,14 @@ class WavFileSink(BufferedSink):
         self._kick.set()
 
     def _can_take(self, playout: Playout) -> bool:
-        return playout.gate is not Gate.PAUSED and not playout.starved and playout.ring.buffered > 0
+        if playout.fading:
+            return True
+        return (
+            playout.gate is not Gate.PAUSED
+            and not playout.starved
+            and not playout.hold
+            and playout.ring.buffered > 0
+        )
 
     async def _writer(self, playout: Playout, f: IO[bytes], batch: npt.NDArray[Any]) -> None:
         """The consumer: ring -> batch (trio thread) -> file (worker thread)."""
@@ -134,7 +141,10 @@ class WavFileSink(BufferedSink):
                         return
                     self._kick = event = trio.Event()
                     await event.wait()
-                out = batch[: playout.ring.buffered]
+                if playout.fading:  # a fade-out: at most the ramp, read by fill itself
+                    out = batch[: max(1, min(len(batch), playout.fade_frames))]
+                else:
+                    out = batch[: playout.ring.buffered]
                 playout.fill(out, trio.current_time())  # takes exactly len(out) frames
                 self._batch_start = playout.ring.frames_read - len(out)
                 self._writing = True
@@ -157,21 +167,22 @@ class WavFileSink(BufferedSink):
         """Every frame before this position is in the file or was dropped."""
         return self._batch_start if self._writing else playout.ring.frames_read
 
-    async def wait_heard(self, position: int) -> None:
+    async def wait_heard(self, position: int) -> float | None:
         """Wait until every frame before ``position`` has been written to the file."""
         playout = self._require()
         if position <= 0:
             await trio.lowlevel.checkpoint()
-            return
+            return None
         if playout.ring.frames_written < position:
             raise AudioDeviceError(f"frame {position - 1} was never written; it cannot be heard")
         while self._settled(playout) < position:
             if self._writer_done.is_set():
                 raise AudioDeviceError(f"{self.path} is closed; the frames were not written")
-            if not self._writing and not self._can_take(playout):
+            if not self._writing and not self._can_take(playout) and not playout.hold:
                 raise AudioDeviceError("the output is paused; the frames will not be heard")
             await self._changed.wait()
         await trio.lowlevel.checkpoint()
+        return trio.current_time()
 
     async def _stop_consumer(self) -> None:
         f, fmt = self._file, self._fmt

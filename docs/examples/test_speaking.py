@@ -169,3 +169,19 @@ async def test_real_speech() -> None:
     async with open_test_server(engine="espeak") as server, tts.NullSink() as sink:
         report = await tts.speak("Real words this time.", base_url=server.base_url, sink=sink)
     assert report.outcome is tts.Outcome.COMPLETED
+
+
+async def test_the_llm_speaker_example(autojump_clock: trio.abc.Clock) -> None:
+    import llm_speaker  # docs/examples/llm_speaker.py
+
+    async with open_test_server(ttfb_ms=300, realtime_factor=1.5) as server, tts.NullSink() as sink:
+        heard = await llm_speaker.main(sink=sink, base_url=server.base_url)
+    interrupted, sorry = heard
+    assert interrupted  # something of the forecast was heard, not all of it
+    assert "The forecast" in interrupted or "Tomorrow" in interrupted
+    assert "example.com" not in interrupted
+    assert "**" not in interrupted
+    assert sorry == "Sorry, go ahead."
+    inputs = [r.json["input"] for r in server.requests if r.json]
+    assert inputs[0] == "The forecast"
+    assert all("**" not in i and "](" not in i for i in inputs)
