@@ -95,6 +95,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=TYPING_PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py)."""
-    session.install(".[formats,espeak]", *TEST_DEPS)
+    """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py),
+    then the speaker's (benchmarks/speaker.py, at the PulseAudio monitor) and the
+    segmenters' comparison (benchmarks/segmenters.py)."""
+    session.install(".[formats,espeak]", *TEST_DEPS, "pysbd", "sentencex")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/speaker.py")
+    session.run("python", "benchmarks/segmenters.py")
