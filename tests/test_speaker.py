@@ -427,3 +427,32 @@ async def test_interrupt_stops_a_running_say_stream(clock: trio.testing.MockCloc
     assert said
     assert result.dropped >= 1
     assert all(u.done for u in said)
+
+
+async def test_a_different_rate_between_utterances_is_resampled_not_reopened(
+    clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        open_test_server(realtime_factor=3.0) as plain,
+        open_test_server(realtime_factor=3.0, profile="openedai-speech") as piper,
+        Heard() as sink,
+    ):
+        async with tts.open_speaker(base_url=plain.base_url, sink=sink) as sp:
+            a = sp.say(TEXTS[0])
+            b = sp.say(TEXTS[1], base_url=piper.base_url)  # pcm at 22050 Hz
+            c = sp.say(TEXTS[2])
+            ra, rb, rc = await a.wait(), await b.wait(), await c.wait()
+        stats = sp.statistics()
+    assert sink.audio_format == tts.AudioFormat(RATE, 1)  # opened once, at 24 kHz
+    assert (rb.sample_rate, rb.output_sample_rate) == (22050, RATE)
+    assert all(r.outcome is tts.Outcome.COMPLETED for r in (ra, rb, rc))
+    resampled = round(len(synthesize_tone(TEXTS[1], sample_rate=22050)) * RATE / 22050)
+    assert abs(rb.frames_played - resampled) <= 2
+    out = sink.output()
+    start = int(np.flatnonzero(out)[0])
+    # a and c are exact around the resampled b, with no gap between the three.
+    n_a, n_c = len(tone(TEXTS[0])), len(tone(TEXTS[2]))
+    assert np.array_equal(out[start : start + n_a], tone(TEXTS[0]))
+    c_at = start + n_a + rb.frames_played
+    assert np.array_equal(out[c_at : c_at + n_c], tone(TEXTS[2]))
+    assert stats.gaps == 0
