@@ -456,3 +456,19 @@ async def test_a_different_rate_between_utterances_is_resampled_not_reopened(
     c_at = start + n_a + rb.frames_played
     assert np.array_equal(out[c_at : c_at + n_c], tone(TEXTS[2]))
     assert stats.gaps == 0
+
+
+async def test_a_failing_cache_directory_degrades_to_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_a_dir = tmp_path / "file"
+    await trio.Path(not_a_dir).write_bytes(b"x")
+    cache = tts.PhraseCache(directory=not_a_dir)
+    async with open_test_server(realtime_factor=8.0) as server, tts.NullSink() as sink:
+        async with tts.open_speaker(base_url=server.base_url, sink=sink, cache=cache) as sp:
+            first = await sp.say("Still spoken.").wait()
+            second = await sp.say("Still spoken.").wait()
+    assert first.outcome is second.outcome is tts.Outcome.COMPLETED
+    assert len(server.requests) == 1  # the memory cache answered the repeat
+    assert cache.directory is None
+    assert "keeping entries in memory only" in caplog.text

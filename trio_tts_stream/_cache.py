@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -42,6 +44,10 @@ from ._exceptions import ConfigError, NetworkError
 from ._http import SpeechRequest
 
 __all__ = ["CacheStatistics", "Flight", "PhraseCache", "cache_key"]
+
+_T = TypeVar("_T")
+
+_log = logging.getLogger("trio_tts_stream")
 
 _MAGIC = b"TTSCACHE1"
 _CHUNK = 16384  # bytes per chunk when a hit is replayed
@@ -215,7 +221,7 @@ class PhraseCache:
             await trio.lowlevel.checkpoint()
             return flight
         if self.directory is not None:
-            body = await trio.to_thread.run_sync(self._read_disk, key)
+            body = await self._disk(self._read_disk, key)
             flight = self._flights.get(key)  # one may have started meanwhile
             if body is not None:
                 self._hits += 1
@@ -249,9 +255,24 @@ class PhraseCache:
         self._stored += 1
         self._keep(key, body)
         if self.directory is not None:
-            await trio.to_thread.run_sync(self._write_disk, key, body)
+            await self._disk(self._write_disk, key, body)
         else:
             await trio.lowlevel.checkpoint()
+
+    async def _disk(self, fn: Callable[..., _T], *args: object) -> _T | None:
+        """Run a disk operation in a worker thread. A disk that fails (full, read-only,
+        not a directory) turns the cache into a memory-only one, with one warning: the
+        speech goes on."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args)
+        except OSError as exc:
+            _log.warning(
+                "the phrase cache's directory %s failed (%s); keeping entries in memory only",
+                self.directory,
+                exc.strerror or exc,
+            )
+            self.directory = None
+            return None
 
     @staticmethod
     async def replay(body: bytes) -> AsyncIterator[bytes]:
