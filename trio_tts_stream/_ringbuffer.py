@@ -122,22 +122,18 @@ class RingBuffer:
         n = min(len(out), self._written - self._read)
         if limit is not None:
             n = min(n, limit)
-        if n <= 0:
-            return 0
-        start = self._read % self.capacity
-        first = min(n, self.capacity - start)
-        out[:first] = self._data[start : start + first]
-        if n > first:
-            out[first:n] = self._data[: n - first]
-        self._read += n
-        return n
+        return self._take(out, n)
 
     def read_fading_into(self, out: npt.NDArray[np.generic], limit: int) -> int:
         """Copy up to ``limit`` frames into ``out`` *before* applying a requested discard
         (consumer; a fade-out plays the start of what is being dropped). Reads no further
         than the discard point, so audio written after it is not touched."""
         end = self._discard_to if self._discard_to > self._read else self._written
-        n = min(len(out), limit, end - self._read)
+        return self._take(out, min(len(out), limit, end - self._read))
+
+    def _take(self, out: npt.NDArray[np.generic], n: int) -> int:
+        """Copy the next ``n`` frames (if positive) into ``out``, wrapping around the end
+        of the storage, and publish the read index (consumer)."""
         if n <= 0:
             return 0
         start = self._read % self.capacity

@@ -183,8 +183,7 @@ class Utterance:
         self._on_done: Callable[[Utterance], None] | None = None
         self._idle_at_say = False  # nothing else was queued or playing when it was said
         if not requests:
-            self._report = _empty_report(Outcome.CANCELLED)
-            self._report = dataclasses.replace(self._report, text_heard="")
+            self._report = dataclasses.replace(_empty_report(Outcome.CANCELLED), text_heard="")
             self._done.set()
 
     def __repr__(self) -> str:
@@ -636,7 +635,7 @@ class Speaker:
             utterance=current,
             frames=frames,
             seconds=seconds,
-            text_heard=current.report.text_heard or "" if current and current.done else "",
+            text_heard=(current.report.text_heard or "") if current and current.done else "",
             dropped=len(dropped),
             silence_ms=self._i2s,
         )
