@@ -96,9 +96,12 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=TYPING_PYTHON)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py),
-    then the speaker's (benchmarks/speaker.py, at the PulseAudio monitor) and the
-    segmenters' comparison (benchmarks/segmenters.py)."""
-    session.install(".[formats,espeak]", *TEST_DEPS, "pysbd", "sentencex")
+    then the speaker's (benchmarks/speaker.py, at the PulseAudio monitor), exact vs
+    adaptive playout (benchmarks/playout.py, at the monitor), and the segmenters' and
+    time stretchers' comparisons (benchmarks/segmenters.py, benchmarks/stretchers.py)."""
+    session.install(".[formats,espeak]", *TEST_DEPS, "pysbd", "sentencex", "audiotsm", "pytsmod")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/speaker.py")
+    session.run("python", "benchmarks/playout.py")
     session.run("python", "benchmarks/segmenters.py")
+    session.run("python", "benchmarks/stretchers.py")

@@ -34,6 +34,8 @@ PURE = (
     "_resume",
     "_retry",
     "_adaptive",
+    "_jitter",
+    "_timestretch",
     "_metrics",
     "_format",
     "_vocabulary",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -83,14 +84,39 @@ def test_say_to_a_device_by_index(audio_tap: AudioTap, served: str, audio_rig: A
         served,
         "--device",
         str(audio_tap.device),
+        "--playout",
+        "exact",
         "--json",
         env=clean_env(**audio_rig.environment()),
     )
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["playout"] == "exact"
     played = audio_tap.read()[:, 0]
     start = int(np.flatnonzero(played)[0])
     expected = synthesize_tone(text)
     np.testing.assert_array_equal(played[start : start + len(expected)], expected)
+
+
+def test_say_on_a_device_defaults_to_adaptive_playout(
+    audio_tap: AudioTap, served: str, audio_rig: AudioRig
+) -> None:
+    text = "Adaptive on a device, by default."
+    result = run_cli(
+        "say",
+        text,
+        "--base-url",
+        served,
+        "--device",
+        str(audio_tap.device),
+        "--json",
+        env=clean_env(**audio_rig.environment()),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["playout"] == "adaptive"
+    assert report["buffer_ms"] == 25.0  # two 10 ms blocks and the 5 ms fade reserve
+    played = audio_tap.read()[:, 0]
+    assert np.count_nonzero(played) >= len(synthesize_tone(text)) * 0.95
 
 
 def test_ctrl_c_silences_the_speaker_within_200_ms(

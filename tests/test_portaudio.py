@@ -285,6 +285,7 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
 
 async def test_fake_device_plays_through_the_callback(fake_sd: FakeSoundDevice) -> None:
     async with tts.SoundDeviceSink("fake", blocksize_ms=2) as sink:
+        sink.underrun_fade_ms = 0  # one block and no more is an underrun: no fade here
         assert await sink.output_format_for(FMT) == FMT
         await sink.open(FMT)
         (stream,) = fake_sd.streams

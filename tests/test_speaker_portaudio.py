@@ -23,7 +23,8 @@ async def test_queued_utterances_reach_the_device_without_a_gap(audio_tap: Audio
         async with open_test_server(realtime_factor=3, ttfb_ms=200) as server:
             async with (
                 tts.SoundDeviceSink(audio_tap.device) as sink,
-                tts.open_speaker(base_url=server.base_url, sink=sink) as speaker,
+                # exact playout: the samples at the tap must be the server's
+                tts.open_speaker(base_url=server.base_url, sink=sink, playout="exact") as speaker,
             ):
                 utts = [speaker.say(t) for t in TEXTS]
             stats = speaker.statistics()
@@ -44,7 +45,9 @@ async def test_interrupt_fades_to_silence_at_the_monitor(audio_monitor: ParecRec
         async with open_test_server(realtime_factor=2) as server:
             async with (
                 tts.SoundDeviceSink("pulse", blocksize_ms=10) as sink,
-                tts.open_speaker(base_url=server.base_url, sink=sink, fade_ms=fade_ms) as sp,
+                tts.open_speaker(
+                    base_url=server.base_url, sink=sink, fade_ms=fade_ms, playout="exact"
+                ) as sp,
             ):
                 sp.say(text)
                 while not (  # noqa: ASYNC110 (polling the output's counters)

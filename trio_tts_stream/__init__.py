@@ -40,7 +40,7 @@ from ._exceptions import (
 )
 from ._format import AudioFormat, Block, FormatHint
 from ._http import DEFAULT_BASE_URL, Source, SpeechRequest
-from ._metrics import PlaybackReport, TimelineEntry
+from ._metrics import PlaybackReport, StretchEntry, TimelineEntry
 from ._player import (
     Playback,
     PlaybackStatistics,
@@ -112,6 +112,7 @@ __all__ = [
     "StateTransitionError",
     "StreamConfig",
     "StreamTimeout",
+    "StretchEntry",
     "TLSError",
     "TTSStreamError",
     "TextFilter",

@@ -35,7 +35,7 @@ from ._exceptions import (
 )
 from ._http import SpeechRequest, default_endpoint
 from ._metrics import PlaybackReport
-from ._player import Playback, PlaybackStatistics, open_playback
+from ._player import Playback, PlaybackStatistics, default_playout, open_playback
 from ._sinks import (
     BufferedSink,
     NullSink,
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--buffer-ms",
         type=_positive_float,
         help="audio to buffer before starting, ms (default 150)",
+    )
+    say.add_argument(
+        "--playout",
+        choices=("exact", "adaptive"),
+        help="adaptive: start after two blocks and stretch speech (pitch kept) to build "
+        "the buffer; exact: start after --buffer-ms, every sample as sent (default: "
+        "adaptive for pcm/wav on a sound device, else exact)",
     )
     say.add_argument(
         "--rebuffer-ms",
@@ -337,6 +344,17 @@ def _no_speaker_reason() -> str | None:
     return None
 
 
+def _with_playout(
+    args: argparse.Namespace, config: StreamConfig, sink: BufferedSink
+) -> StreamConfig:
+    """``--playout``, or its default (``default_playout``): adaptive for pcm and wav
+    on a sound device (first sound 3-4 times sooner; docs/benchmarks.rst), the config's
+    for compressed formats, a file or the null sink (exact samples)."""
+    if args.playout is not None:
+        return config.replace(playout=args.playout)
+    return default_playout(config, sink, args.response_format)
+
+
 def _make_sink(args: argparse.Namespace, config: StreamConfig) -> BufferedSink:
     if args.output:
         return WavFileSink(args.output, buffer_s=config.max_buffer_s)
@@ -436,8 +454,10 @@ async def _play(
     verify: ssl.SSLContext | bool,
 ) -> PlaybackReport:
     with unwrap_single_exception():
+        sink = _make_sink(args, config)
+        config = _with_playout(args, config, sink)
         async with (
-            _make_sink(args, config) as sink,
+            sink,
             open_playback(request, sink=sink, config=config, verify=verify) as playback,
         ):
             if sys.stderr.isatty():
@@ -468,12 +488,14 @@ async def _speak(
 ) -> PlaybackReport:
     """``say -`` and ``--cache-dir``: through a speaker, sentence by sentence."""
     cache = PhraseCache(directory=args.cache_dir) if args.cache_dir else None
+    sink = _make_sink(args, config)
     with unwrap_single_exception():
         async with (
-            _make_sink(args, config) as sink,
+            sink,
             open_speaker(
                 sink=sink,
                 config=config,
+                playout=args.playout,  # None: the speaker's default per request
                 verify=verify,
                 base_url=base_url,
                 api_key=api_key,

@@ -82,6 +82,15 @@ class StreamConfig:
             read from a response before its first audio; past it the playback fails with
             :class:`DecodeError` instead of growing (32 MiB: about 17 minutes of 256 kbit/s
             audio).
+        playout: ``"exact"`` plays every sample as decoded and starts once ``buffer_ms``
+            is buffered. ``"adaptive"`` starts as soon as two output blocks are buffered
+            and builds the buffer up to a target level derived from the measured arrival
+            jitter (at least ``buffer_ms``) by playing speech up to ``max_stretch``
+            slower, pitch kept (see :mod:`trio_tts_stream._jitter`); outside the
+            stretched pitch periods the samples are still exact.
+        max_stretch: Most slowing in adaptive playout (0.12: 12 % slower), 0 to 0.25.
+        max_speedup: Speeding up in adaptive playout when the buffer holds more than
+            twice its target, to shed latency (0: never, the default), 0 to 0.25.
     """
 
     streaming: bool = True
@@ -100,6 +109,9 @@ class StreamConfig:
     resume_mismatch: str = "error"
     underrun_growth: float = 1.5
     fallback_limit_bytes: int = 32 * 1024 * 1024
+    playout: str = "exact"
+    max_stretch: float = 0.12
+    max_speedup: float = 0.0
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, want: str) -> None:
@@ -184,6 +196,17 @@ class StreamConfig:
         check(
             "resume_mismatch", self.resume_mismatch in ("error", "restart"), "'error' or 'restart'"
         )
+        check("playout", self.playout in ("exact", "adaptive"), "'exact' or 'adaptive'")
+        check(
+            "max_stretch",
+            finite(self.max_stretch) and 0 <= self.max_stretch <= 0.25,
+            "a number from 0 to 0.25",
+        )
+        check(
+            "max_speedup",
+            finite(self.max_speedup) and 0 <= self.max_speedup <= 0.25,
+            "a number from 0 to 0.25",
+        )
         check(
             "fallback_limit_bytes",
             whole(self.fallback_limit_bytes) and self.fallback_limit_bytes >= 4096,
@@ -240,6 +263,7 @@ def _parse(field: str, name: str, raw: str) -> Any:
             raise ValueError
         if kind == "int":
             return int(raw)
+
         return float(raw)
     except ValueError:
         want = {"bool": "true or false", "int": "a whole number"}.get(kind, "a number")

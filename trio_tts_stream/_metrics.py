@@ -24,10 +24,20 @@ from typing import Any
 from ._format import AudioFormat
 from ._vocabulary import Cause, Outcome, PlaybackState, Transition
 
-__all__ = ["DECODE_SAMPLE", "MetricsRecorder", "OutputTotals", "PlaybackReport", "TimelineEntry"]
+__all__ = [
+    "DECODE_SAMPLE",
+    "STRETCH_POINTS",
+    "MetricsRecorder",
+    "OutputTotals",
+    "PlaybackReport",
+    "StretchEntry",
+    "TimelineEntry",
+]
 
 #: Decoder call times kept for the p95 (a reservoir sample beyond this many calls).
 DECODE_SAMPLE = 4096
+#: Most stretch-factor changes a report keeps (the timeline stays bounded).
+STRETCH_POINTS = 512
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,19 @@ class TimelineEntry:
     t_ms: float
     state: PlaybackState
     cause: Cause
+
+
+@dataclass(frozen=True)
+class StretchEntry:
+    """The adaptive playout's stretch factor from ``t_ms`` (after the request) on.
+
+    Attributes:
+        t_ms: When the factor took this value.
+        factor: Output/input duration (1.12: 12 % slower; 1.0: exact).
+    """
+
+    t_ms: float
+    factor: float
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,14 @@ class PlaybackReport:
         delivery_ratio: Seconds of audio received per second of download (first to last
             byte): above 1 the link is faster than real time.
         timeline: Every state change.
+        playout: ``"exact"`` or ``"adaptive"`` (see ``StreamConfig.playout``).
+        stretched_ms: Audio time the adaptive playout added (negative: removed).
+        target_ms: The adaptive playout's target level at the end.
+        jitter_ms: The arrival jitter it measured (the peak deficit, see ``_jitter``).
+        stretch_timeline: The stretch factor over time (adaptive playout; at most
+            ``STRETCH_POINTS`` changes are kept).
+        format_choice: For a speaker with ``response_format="auto"``: the format asked
+            for and why.
         text_heard: For a speaker's utterance, the part of its text that was heard:
             all of it when completed; when interrupted or cancelled, the characters
             whose share of the text equals the share of the audio heard, cut back to a
@@ -134,6 +165,12 @@ class PlaybackReport:
     truncated: str | None = None
     longest_pause_ms: float = 0.0
     text_heard: str | None = None
+    playout: str = "exact"
+    stretched_ms: float = 0.0
+    target_ms: float | None = None
+    jitter_ms: float | None = None
+    stretch_timeline: tuple[StretchEntry, ...] = ()
+    format_choice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
@@ -147,6 +184,8 @@ class PlaybackReport:
                     {"t_ms": round(e.t_ms, 3), "state": str(e.state), "cause": str(e.cause)}
                     for e in value
                 ]
+            elif f.name == "stretch_timeline":
+                value = [{"t_ms": round(e.t_ms, 3), "factor": round(e.factor, 4)} for e in value]
             elif isinstance(value, float):
                 value = round(value, 3)
             out[f.name] = value
@@ -211,6 +250,27 @@ class MetricsRecorder:
     #: memory stays bounded however long the stream (a plain list grew ~10 MiB/hour).
     decode_sample: list[float] = field(default_factory=list)
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
+    # -- adaptive playout (player)
+    playout: str = "exact"
+    stretched_s: float = 0.0
+    target_ms: float | None = None
+    jitter_ms: float | None = None
+    #: (time, factor) at each change, at most STRETCH_POINTS of them.
+    stretch_points: list[tuple[float, float]] = field(default_factory=list)
+    format_choice: str | None = None
+
+    def on_stretch(self, factor: float, now: float) -> None:
+        """The stretch factor is ``factor`` from ``now`` on (kept when it changed by at
+        least 0.005, or reached 1.0, and while there is room)."""
+        points = self.stretch_points
+        if points and (abs(points[-1][1] - factor) < 0.005 and factor != 1.0):
+            return
+        if points and points[-1][1] == factor:
+            return
+        if not points and factor == 1.0:
+            return
+        if len(points) < STRETCH_POINTS:
+            points.append((now, factor))
 
     def on_request(self, now: float) -> None:
         """The request is being sent."""
@@ -345,4 +405,12 @@ class MetricsRecorder:
             longest_pause_ms=self.longest_pause_s * 1000,
             output_sample_rate=rate,
             timeline=self.timeline(transitions),
+            playout=self.playout,
+            stretched_ms=self.stretched_s * 1000,
+            target_ms=self.target_ms,
+            jitter_ms=self.jitter_ms,
+            stretch_timeline=tuple(
+                StretchEntry(self.since_request_ms(t) or 0.0, f) for t, f in self.stretch_points
+            ),
+            format_choice=self.format_choice,
         )

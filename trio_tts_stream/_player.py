@@ -37,16 +37,20 @@ from ._download import BodyTap, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block, FormatHint
 from ._http import Source, SpeechRequest, default_endpoint, make_client
+from ._jitter import ArrivalJitter, StretchControl
 from ._metrics import MetricsRecorder, OutputTotals, PlaybackReport
 from ._resample import Resampler
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import PlaybackController
+from ._timestretch import TimeStretcher
 from ._vocabulary import Cause, Gate, Outcome, PlaybackState
 
 __all__ = [
+    "ADAPTIVE_FORMATS",
     "Playback",
     "PlaybackStatistics",
     "Player",
+    "default_playout",
     "open_playback",
     "open_player",
     "play",
@@ -92,6 +96,8 @@ class Playback:
         fade_ms: float = 0.0,
         lead_silence_s: float = 0.0,
         tap: BodyTap | None = None,
+        jitter: ArrivalJitter | None = None,
+        format_choice: str | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -131,6 +137,19 @@ class Playback:
         #: Set when the download ended (completed, failed or cancelled).
         self.downloaded = trio.Event()
         self._first_heard: float | None = None  # kept once known (the mark is freed)
+        # Adaptive playout (StreamConfig.playout): the link's jitter (a speaker shares
+        # one across utterances), the stretch factor's control, the stretcher (made
+        # when the output opens, at its rate).
+        self._adaptive = config.playout == "adaptive"
+        self._metrics.playout = config.playout
+        self._metrics.format_choice = format_choice
+        self._jitter = jitter if jitter is not None else ArrivalJitter()
+        self._stretch_ctl = StretchControl(
+            max_stretch=config.max_stretch, max_speedup=config.max_speedup
+        )
+        self._stretcher: TimeStretcher | None = None
+        self._in_frames = 0  # frames offered to the stretcher
+        self._throttled = False  # the last write waited for room (backpressure)
 
     # -- public ---------------------------------------------------------------
 
@@ -286,6 +305,21 @@ class Playback:
             self._resampler = Resampler(fmt.sample_rate, out.sample_rate, fmt.channels)
         await sink.open(out)
         self._fmt, self._out_fmt = fmt, out
+        if self._adaptive:
+            # Start as soon as the output can play two blocks (the one it is about to
+            # take and the next, plus its underrun-fade reserve: measured on a device,
+            # one block alone ran dry at once at 1.2x); the target is built by
+            # stretching (see _stretch). After an underrun, resume at half the target.
+            # A link that already showed jitter (to a speaker) starts with what it
+            # needs, never later than exact playout would.
+            start = 2 * self._block_ms() + float(getattr(sink, "underrun_fade_ms", 0.0))
+            learnt = self._jitter.jitter_ms(trio.current_time())
+            self._ctl.start_ms = min(self._ctl.start_ms, max(start, learnt))
+            self._ctl.rebuffer_ms = min(
+                self._ctl.rebuffer_ms, max(start, self._config.buffer_ms / 2, learnt)
+            )
+            self._stretcher = TimeStretcher(out.sample_rate, fmt.channels)
+            self._jitter.start()
         if self._lead_frames_s > 0 and sink.statistics().buffered > 0:
             # A pause between a speaker's utterances, exact to the frame, only when the
             # one before is still playing (otherwise the silence is already there).
@@ -316,9 +350,15 @@ class Playback:
                     continue
                 if self._resampler is not None:
                     item = self._resampler.process(item)
+                if self._stretcher is not None:
+                    item = self._stretch(item)
                 await self._write(item)
         if self._resampler is not None:
-            await self._write(self._resampler.flush())
+            tail = self._resampler.flush()
+            await self._write(self._stretch(tail) if self._stretcher is not None else tail)
+        if self._stretcher is not None:
+            await self._write(self._stretcher.flush())
+            self._metrics.on_stretch(1.0, trio.current_time())
         now = trio.current_time()
         if self._out_fmt is None:
             # Nothing decodable arrived.
@@ -349,7 +389,48 @@ class Playback:
             self._update()
             if offset >= len(block):
                 return
+            self._throttled = True
             await sink.wait_writable()
+
+    def _block_ms(self) -> float:
+        """The output's block length in ms (10 ms if the sink does not say)."""
+        block_s = getattr(self._sink, "block_s", None)
+        return float(block_s) * 1000 if isinstance(block_s, (int, float)) else 10.0
+
+    def _stretch(self, block: Block) -> Block:
+        """Adaptive playout: note the arrival, pick the stretch factor from the level
+        and the jitter target, and stretch ``block`` (trio thread, no await)."""
+        stretcher, out = self._stretcher, self._out_fmt
+        assert stretcher is not None
+        assert out is not None
+        now = trio.current_time()
+        rate = out.sample_rate
+        self._jitter.arrival(now, self._in_frames / rate, throttled=self._throttled)
+        self._throttled = False
+        self._in_frames += len(block)
+        st = self._sink.statistics()
+        block_ms = self._block_ms()
+        level_ms = (st.buffered + stretcher.pending) * 1000 / rate
+        target = self._jitter.target_ms(
+            now,
+            block_ms=block_ms,
+            floor_ms=self._config.buffer_ms,
+            cap_ms=0.75 * st.capacity * 1000 / rate,
+        )
+        # The look-ahead a stretch holds back must not starve the output: below one
+        # block plus one period, play as it comes.
+        floor = block_ms + stretcher.pmax * 1000 / rate
+        if level_ms < floor and not stretcher.active:
+            ratio = 1.0
+        else:
+            ratio = self._stretch_ctl.update(level_ms, target, len(block) / rate)
+        m = self._metrics
+        m.on_stretch(ratio, now)
+        m.target_ms, m.jitter_ms = target, self._jitter.jitter_ms(now)
+        before = stretcher.added
+        result = stretcher.process(block, ratio)
+        m.stretched_s += (stretcher.added - before) / rate
+        return result
 
     def _update(self) -> None:
         """Show the controller what the output reports; apply its decision (trio thread,
@@ -392,6 +473,22 @@ class Playback:
             totals=totals,
             transitions=self._ctl.machine.timeline,
         )
+
+
+#: Formats that adaptive playout serves better on a sound device (benchmarks.rst):
+#: uncompressed audio arrives evenly; compressed formats arrive in encoder bursts that a
+#: two-block start does not cover, so they keep exact playout by default.
+ADAPTIVE_FORMATS = ("pcm", "wav")
+
+
+def default_playout(
+    config: StreamConfig, sink: AudioSink, response_format: str | None
+) -> StreamConfig:
+    """The config with the playout a listener is best served by when none was chosen:
+    adaptive for uncompressed audio on a sound device, the config's own otherwise."""
+    if isinstance(sink, SoundDeviceSink) and response_format in ADAPTIVE_FORMATS:
+        return config.replace(playout="adaptive")
+    return config
 
 
 @asynccontextmanager

@@ -170,6 +170,9 @@ class SoundDeviceSink(BufferedSink):
             channels are mixed to mono); ``None``: the first stream's.
     """
 
+    #: A listener is there: an underrun fades out and back in over 5 ms (no click).
+    underrun_fade_ms = 5.0
+
     def __init__(
         self,
         device: int | str | None = None,

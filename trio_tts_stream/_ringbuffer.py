@@ -271,6 +271,11 @@ class Playout:
         self._fo_gen = 0
         self._fo_pos = 0
         self._fi_pos = 0  # frames of the fade-in applied; >= len(ramp): none pending
+        # Underruns fade too (both ways), with their own short ramp (set_underrun_fade):
+        # the consumer keeps that many frames in reserve while RUNNING, so the audio
+        # before a gap can always be faded out.
+        self._uramp = np.zeros(0, dtype=np.float32)
+        self._fi_ramp = self._ramp  # the ramp of the pending fade-in
         #: Frames played while fading out (they count as played), over the life.
         self.faded_frames = 0
 
@@ -309,10 +314,23 @@ class Playout:
         frames = max(0, int(frames))
         if frames == len(self._ramp) or self.fading:
             return
-        t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
-        self._scratch = np.zeros((frames, self.ring.channels), dtype=np.float32)
-        self._ramp = (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
+        self._ramp = _raised_cosine(frames)
+        self._fi_ramp = self._ramp
         self._fi_pos = frames
+        self._size_scratch()
+
+    def set_underrun_fade(self, frames: int) -> None:
+        """Fade the audio out over ``frames`` before an underrun's gap, and in after it
+        (0: cut, as a device does). Call before the output starts."""
+        frames = max(0, int(frames))
+        if frames != len(self._uramp):
+            self._uramp = _raised_cosine(frames)
+            self._size_scratch()
+
+    def _size_scratch(self) -> None:
+        frames = max(len(self._ramp), len(self._uramp))
+        if len(self._scratch) != frames:
+            self._scratch = np.zeros((frames, self.ring.channels), dtype=np.float32)
 
     def _ask_fade(self) -> None:
         if not self.fading:
@@ -424,6 +442,7 @@ class Playout:
             return
         first_pos = ring.frames_read
         got = 0
+        dry = False
         if gate is not Gate.PAUSED:
             if gate is Gate.RUNNING:
                 avail = ring.frames_written - first_pos
@@ -431,14 +450,21 @@ class Playout:
                     self.level_min = avail
                 self.level_sum += avail
                 self.level_count += 1
+                # Less than this block plus the underrun ramp: the gap starts here, after
+                # what there is, faded out (the reserve is what makes that possible).
+                dry = avail < n + len(self._uramp)
             got = ring.read_into(out)
-            if self._fi_pos < len(self._ramp) and got:
+            if self._fi_pos < len(self._fi_ramp) and got:
                 self._fade_in(out, got)
-        if got < n:
+        if got < n or dry:
             out[got:] = 0
             if gate is Gate.RUNNING and self.gate_gen == gen:
                 # (A gate change during this block, e.g. a barge-in discard that emptied
                 # the ring, is not an underrun.)
+                k = min(got, len(self._uramp))
+                if k:
+                    self._ramp_into(out[got - k :], k, len(self._uramp) - k, False, self._uramp)
+                    self._fi_ramp, self._fi_pos = self._uramp, 0
                 self.starved_gen = gen
                 self.underruns += 1
                 self.underrun_frames += n - got
@@ -446,9 +472,15 @@ class Playout:
         if got:
             self._stamp(first_pos, got, now, latency)
 
-    def _ramp_into(self, out: npt.NDArray[np.generic], got: int, r0: int, up: bool) -> None:
-        """Multiply ``out[:got]`` by the ramp from ``r0`` (reversed if ``up``), in place."""
-        ramp = self._ramp
+    def _ramp_into(
+        self,
+        out: npt.NDArray[np.generic],
+        got: int,
+        r0: int,
+        up: bool,
+        ramp: npt.NDArray[np.float32],
+    ) -> None:
+        """Multiply ``out[:got]`` by ``ramp`` from ``r0`` (reversed if ``up``), in place."""
         k = len(ramp)
         seg = ramp[k - r0 - got : k - r0][::-1] if up else ramp[r0 : r0 + got]
         scratch = self._scratch[:got]
@@ -457,8 +489,9 @@ class Playout:
         out[:got] = scratch
 
     def _fade_in(self, out: npt.NDArray[np.generic], got: int) -> None:
-        k = min(got, len(self._ramp) - self._fi_pos)
-        self._ramp_into(out, k, self._fi_pos, up=True)
+        ramp = self._fi_ramp
+        k = min(got, len(ramp) - self._fi_pos)
+        self._ramp_into(out, k, self._fi_pos, True, ramp)
         self._fi_pos += k
 
     def _fade_out(self, out: npt.NDArray[np.generic], now: float, latency: float, req: int) -> None:
@@ -470,13 +503,13 @@ class Playout:
         first_pos = ring.frames_read
         got = ring.read_fading_into(out, want) if want > 0 else 0
         if got:
-            self._ramp_into(out, got, self._fo_pos, up=False)
+            self._ramp_into(out, got, self._fo_pos, False, self._ramp)
             self._fo_pos += got
             self.faded_frames += got
         out[got:] = 0
         if got < want or self._fo_pos >= len(self._ramp):
             ring.apply_discard()
-            self._fi_pos = 0  # what plays next fades in
+            self._fi_ramp, self._fi_pos = self._ramp, 0  # what plays next fades in
             self.fade_done = req
             self.want_space = False
             self.wake()
@@ -498,3 +531,9 @@ class Playout:
                 if first_pos <= pos < last_pos and self._mark_time[i] != self._mark_time[i]:
                     self._mark_time[i] = heard + (pos - first_pos) / self.sample_rate
                     self.wake()
+
+
+def _raised_cosine(frames: int) -> npt.NDArray[np.float32]:
+    """A ramp from 1 to 0 over ``frames`` (raised cosine, sampled at mid-points)."""
+    t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
+    return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)

@@ -151,6 +151,13 @@ class BufferedSink(AudioSink):
 
     #: Seconds of audio per consumer block (set by :meth:`open`).
     block_s: float
+    #: An underrun fades the audio out over this many ms before its gap and in after it,
+    #: so a listener hears no click (0: a hard cut, the default here, so that outputs
+    #: nobody listens to in real time, files and :class:`NullSink`, receive the exact
+    #: samples). :class:`SoundDeviceSink` sets 5 ms. Set it before :meth:`open`. With a
+    #: fade the consumer keeps that many frames in reserve while playing: a block that
+    #: would leave less is where the gap starts.
+    underrun_fade_ms: float = 0.0
 
     def __init__(
         self,
@@ -263,6 +270,7 @@ class BufferedSink(AudioSink):
             await self._stop_consumer()
         capacity = max(1, math.ceil(self.buffer_s * fmt.sample_rate))
         self._playout = Playout(capacity, fmt.channels, fmt.sample_rate, self.dtype)
+        self._playout.set_underrun_fade(round(self.underrun_fade_ms * fmt.sample_rate / 1000))
         held, fade_ms = self._hold
         if held:
             self._playout.set_fade(round(fade_ms * fmt.sample_rate / 1000))

@@ -53,13 +53,22 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from ._adaptive import FormatChoice
 from ._cache import CacheStatistics, Flight, PhraseCache, cache_key
 from ._config import StreamConfig
-from ._exceptions import ConfigError, TTSStreamError, unwrap_single_exception
+from ._decoders import available_formats
+from ._exceptions import (
+    BadRequestError,
+    ConfigError,
+    TTSStreamError,
+    UnsupportedFormatError,
+    unwrap_single_exception,
+)
 from ._format import FormatHint
 from ._http import Source, SpeechRequest, default_endpoint
+from ._jitter import ArrivalJitter
 from ._metrics import PlaybackReport
-from ._player import Playback, _own_resources
+from ._player import Playback, _own_resources, default_playout
 from ._segment import Segmenter, split_text
 from ._sinkbase import AudioSink, BufferedSink
 from ._textfilter import MarkdownFilter, TextFilter
@@ -166,6 +175,7 @@ class _Part:
         self.index = index
         self.request = request
         self.playback: Playback | None = None
+        self.auto_format = False  # response_format="auto": the speaker picks per request
 
 
 class Utterance:
@@ -412,9 +422,15 @@ class Speaker:
         max_chars: int,
         cache: PhraseCache | None,
         text_filter: Callable[[], TextFilter] | None,
+        playout_chosen: bool = True,
     ) -> None:
         self.sink = sink
         self.config = config
+        self._playout_chosen = playout_chosen
+        #: The link's arrival jitter, learnt over all utterances (adaptive playout).
+        self.jitter = ArrivalJitter()
+        #: The format choice of ``response_format="auto"``.
+        self.formats = FormatChoice(tuple(f for f in ("opus", "mp3") if f in available_formats()))
         self._client = client
         self._tts = tts
         self.lookahead = lookahead
@@ -489,9 +505,14 @@ class Speaker:
         }
         fields = dict(self._tts)
         fields.update({k: v for k, v in overrides.items() if v is not None})
+        auto = fields["response_format"] == "auto"
+        if auto:
+            fields["response_format"] = "pcm"  # chosen per request by the conveyor
         pieces = split_text(text, self.max_chars) if text.strip() else []
         requests = [SpeechRequest(piece, **fields) for piece in pieces]  # type: ignore[arg-type]
         utt = Utterance(text, requests, trio.current_time())
+        for part in utt._parts:
+            part.auto_format = auto
         if not requests:
             return utt
         utt._idle_at_say = not self._active
@@ -702,6 +723,10 @@ class Speaker:
             if part.utterance._cancel_requested:
                 slots.release()
                 continue
+            choice = None
+            if part.auto_format:
+                fmt, choice = self.formats.choose()
+                part.request = dataclasses.replace(part.request, response_format=fmt)
             source, tap, key = await self._source_for(part.request)
             if part.utterance._cancel_requested or part.utterance.done:
                 if tap is not None and self.cache is not None:
@@ -713,15 +738,20 @@ class Speaker:
             hint = FormatHint(
                 req.response_format, req.sample_rate, req.channels, req.stream_format == "sse"
             )
+            config = self.config
+            if not self._playout_chosen:
+                config = default_playout(config, self.sink, req.response_format)
             playback = Playback(
                 source,
                 sink=self.sink,
-                config=self.config,
+                config=config,
                 client=self._client,
                 hint=hint,
                 fade_ms=self.fade_ms,
                 lead_silence_s=pause_s,
                 tap=tap,
+                jitter=self.jitter,
+                format_choice=choice,
             )
             part.playback = playback
             turn = self._last_part.all_written if self._last_part is not None else None
@@ -764,7 +794,22 @@ class Speaker:
                 error = exc
             finally:
                 self._measure(part, playback)
+                if part.auto_format:
+                    self._learn_format(part.request.response_format, playback, error)
                 part.utterance._part_ended(part, error)
+
+    def _learn_format(self, fmt: str, playback: Playback, error: TTSStreamError | None) -> None:
+        """``response_format="auto"``: feed the choice what this request measured."""
+        if isinstance(error, (BadRequestError, UnsupportedFormatError)) and fmt != "pcm":
+            self.formats.refused(fmt)
+            return
+        report = playback.report
+        if report.outcome is Outcome.CANCELLED or not playback.downloaded.is_set():
+            return
+        ratio, kbps = report.delivery_ratio, report.throughput_kbps
+        if ratio is None and report.bytes_received and report.outcome is Outcome.COMPLETED:
+            ratio = kbps = math.inf  # the whole body came at once
+        self.formats.update(fmt, ratio, kbps)
 
     async def _store_when_downloaded(self, playback: Playback, tap: Flight, key: str) -> None:
         assert self.cache is not None
@@ -829,6 +874,7 @@ async def open_speaker(
     max_chars: int = 4096,
     cache: bool | PhraseCache | None = None,
     text_filter: Callable[[], TextFilter] | None = MarkdownFilter,
+    playout: str | None = None,
 ) -> AsyncIterator[Speaker]:
     """A :class:`Speaker` with one output and one HTTP client for all its utterances.
 
@@ -842,7 +888,10 @@ async def open_speaker(
         api_key: Bearer token; default ``OPENAI_API_KEY``; never shown.
         model: TTS model (overridable per utterance, as are the next five).
         voice: Voice.
-        response_format: ``pcm``, ``wav``, ``mp3``, ``aac``, ``flac`` or ``opus``.
+        response_format: ``pcm``, ``wav``, ``mp3``, ``aac``, ``flac`` or ``opus``, or
+            ``"auto"``: pcm while the link delivers it comfortably faster than real
+            time, opus or mp3 when it does not (see :class:`~._adaptive.FormatChoice`;
+            the choice and its reason are in each report's ``format_choice``).
         speed: Speaking speed, or ``None`` for the server's default.
         instructions: Voice instructions, or ``None``.
         stream_format: ``"audio"`` or ``"sse"``.
@@ -859,6 +908,12 @@ async def open_speaker(
             or a cache object (byte bound, optional directory); ``None``: no cache.
         text_filter: Factory of the filter :meth:`Speaker.say_stream` applies
             (default :class:`MarkdownFilter`); ``None``: speak text as it comes.
+        playout: ``"exact"`` or ``"adaptive"`` (see ``StreamConfig.playout``); default
+            (``None``): adaptive for pcm and wav on a sound device, where the listener
+            hears first sound 3-4 times sooner with no more gaps on a steady link
+            (docs/benchmarks.rst has the numbers), the config's own (exact unless set)
+            for compressed formats and on any other output, so files and test sinks
+            receive the exact samples.
 
     Raises:
         ConfigError: An argument is out of range.
@@ -872,6 +927,8 @@ async def open_speaker(
     if not isinstance(max_chars, int) or max_chars < 16:
         raise ConfigError(f"max_chars={max_chars!r} is invalid: it must be at least 16")
     config = config if config is not None else StreamConfig.from_env()
+    if playout is not None:
+        config = config.replace(playout=playout)
     base_url, api_key = default_endpoint(base_url, api_key)
     tts: dict[str, object] = {
         "model": model,
@@ -883,7 +940,8 @@ async def open_speaker(
         "api_key": api_key,
         "stream_format": stream_format,
     }
-    SpeechRequest("check", **tts)  # type: ignore[arg-type]  # invalid defaults fail here
+    check = dict(tts, response_format="pcm") if response_format == "auto" else tts
+    SpeechRequest("check", **check)  # type: ignore[arg-type]  # invalid defaults fail here
     phrase_cache = PhraseCache() if cache is True else (cache or None)
     async with _own_resources(sink, client, config, verify) as (sink, client):
         speaker = Speaker(
@@ -897,6 +955,7 @@ async def open_speaker(
             max_chars=max_chars,
             cache=phrase_cache,
             text_filter=text_filter,
+            playout_chosen=playout is not None,
         )
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:

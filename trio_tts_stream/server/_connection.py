@@ -680,6 +680,7 @@ class _PiecesSender:
         )
         if due is not None:
             self._due = due.__getitem__
+        self._chunk_ms = config.chunk_ms
         self._received_at = received_at
         self._shaper = shaper
         # Every write on its own when its time matters.
@@ -696,7 +697,8 @@ class _PiecesSender:
         connection then, and send nothing more)."""
         k = self._pieces
         self._pieces += 1
-        for write in self._shaper.feed(self._due(k), piece):
+        due = self._due(k) + self._shaper.faults.burst_delay_s(k * self._chunk_ms)
+        for write in self._shaper.feed(due, piece):
             n = self._writes
             self._writes += 1
             deadline = self._received_at + write.at

@@ -44,6 +44,10 @@ uses up its body request number all the same.
   do not add up, and a piece never overtakes the one before it, as on TCP). The
   random numbers come from ``random.Random`` seeded with ``seed`` and the request
   number, so they are the same in every process and do not depend on other requests.
+* ``burst_ms`` and ``burst_pause_ms`` (every body request): the body comes in bursts,
+  as from a server that synthesizes sentence by sentence: after every ``burst_ms`` of
+  audio (piece ``k`` starts ``k * chunk_ms`` into the audio) everything later is due
+  ``burst_pause_ms`` later, on top of the server's pacing.
 * ``bandwidth_kbps`` (every body request): the body goes through a link of that many
   kilobits (1000 bits) per second, in segments of at most 10 ms of the link's time;
   each segment is sent when its last byte would have left the link.
@@ -159,6 +163,8 @@ class FaultPlan:
         bandwidth_kbps: Send bodies through a link of this many kbit/s (on top of the
             server's pacing); ``None``: no limit.
         jitter_ms: Hold each piece of a body back by a random 0 to ``jitter_ms`` ms.
+        burst_ms: Send bodies in bursts of this much audio ...
+        burst_pause_ms: ... with this pause between them (both or neither).
         fail_first: Answer this many requests (after ``close_before_headers``) with
             ``fail_status`` and an OpenAI-style JSON error.
         fail_status: One of :data:`FAIL_STATUSES`.
@@ -181,6 +187,8 @@ class FaultPlan:
     stall_every_request: bool = False
     bandwidth_kbps: float | None = None
     jitter_ms: float = 0.0
+    burst_ms: float | None = None
+    burst_pause_ms: float = 0.0
     fail_first: int = 0
     fail_status: int = 503
     retry_after: float | None = None
@@ -216,6 +224,14 @@ class FaultPlan:
         if self.bandwidth_kbps is not None:
             _check_number("bandwidth_kbps", self.bandwidth_kbps, positive=True)
         _check_number("jitter_ms", self.jitter_ms)
+        if self.burst_ms is not None:
+            _check_number("burst_ms", self.burst_ms, positive=True)
+        _check_number("burst_pause_ms", self.burst_pause_ms)
+        if (self.burst_ms is None) != (self.burst_pause_ms == 0):
+            raise ConfigError(
+                "burst_ms and burst_pause_ms go together: set both (burst_pause_ms > 0) or "
+                f"neither; got burst_ms={self.burst_ms!r}, burst_pause_ms={self.burst_pause_ms!r}"
+            )
         _check_count("fail_first", self.fail_first)
         if self.fail_status not in FAIL_STATUSES:
             raise ConfigError(
@@ -259,6 +275,8 @@ class FaultPlan:
             stall_ms=self.stall_ms if stall else 0.0,
             bandwidth_kbps=self.bandwidth_kbps,
             jitter_ms=self.jitter_ms,
+            burst_ms=self.burst_ms,
+            burst_pause_ms=self.burst_pause_ms,
         )
 
 
@@ -282,6 +300,8 @@ class RequestFaults:
         stall_ms: ... for this long.
         bandwidth_kbps: Link speed for the body, or ``None``.
         jitter_ms: Random extra delay per body piece, up to this.
+        burst_ms: Audio per burst of the body, or ``None`` ...
+        burst_pause_ms: ... and the pause after each burst.
     """
 
     index: int
@@ -296,6 +316,14 @@ class RequestFaults:
     stall_ms: float = 0.0
     bandwidth_kbps: float | None = None
     jitter_ms: float = 0.0
+    burst_ms: float | None = None
+    burst_pause_ms: float = 0.0
+
+    def burst_delay_s(self, audio_ms: float) -> float:
+        """How much later than paced the audio from ``audio_ms`` on is due (bursts)."""
+        if self.burst_ms is None:
+            return 0.0
+        return math.floor(audio_ms / self.burst_ms + 1e-9) * self.burst_pause_ms / 1000.0
 
     @property
     def before_headers(self) -> bool:
@@ -316,6 +344,7 @@ class RequestFaults:
             or self.stall_after_bytes is not None
             or self.bandwidth_kbps is not None
             or self.jitter_ms > 0
+            or self.burst_ms is not None
         )
 
     def describe(self) -> str | None:
@@ -338,6 +367,8 @@ class RequestFaults:
             parts.append(f"limited to {self.bandwidth_kbps:g} kbit/s")
         if self.jitter_ms > 0:
             parts.append(f"jitter up to {self.jitter_ms:g} ms")
+        if self.burst_ms is not None:
+            parts.append(f"bursts of {self.burst_ms:g} ms, {self.burst_pause_ms:g} ms apart")
         return ", ".join(parts) or None
 
     def error(self) -> tuple[str, str | None, str]:

@@ -129,6 +129,12 @@ def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         help="hold each body piece back by a random 0..J ms (seeded by --seed)",
     )
     faults.add_argument(
+        "--bursts",
+        metavar="AUDIO_MS,PAUSE_MS",
+        default=None,
+        help="send bodies in bursts of AUDIO_MS of audio with PAUSE_MS between them",
+    )
+    faults.add_argument(
         "--fail-first",
         type=int,
         default=0,
@@ -172,6 +178,15 @@ def fault_plan(args: argparse.Namespace) -> FaultPlan:
     Raises:
         ConfigError: If an option is invalid; the message names the options.
     """
+    bursts: tuple[float | None, float] = (None, 0.0)
+    if args.bursts is not None:
+        try:
+            audio, pause = (float(v) for v in args.bursts.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--bursts: expected AUDIO_MS,PAUSE_MS (two numbers), got {args.bursts!r}"
+            ) from None
+        bursts = (audio, pause)
     try:
         return FaultPlan(
             seed=args.seed,
@@ -183,6 +198,8 @@ def fault_plan(args: argparse.Namespace) -> FaultPlan:
             stall_every_request=args.stall_every_request,
             bandwidth_kbps=args.bandwidth_kbps,
             jitter_ms=args.jitter_ms,
+            burst_ms=bursts[0],
+            burst_pause_ms=bursts[1],
             fail_first=args.fail_first,
             fail_status=args.fail_status,
             retry_after=args.retry_after,
