@@ -5,11 +5,12 @@ tests/_audio_rig.py starts a private daemon; about 5 minutes). Prints a markdown
 a last line ``RESULT <json>``.
 
 ``StreamConfig(playout="exact", buffer_ms=150)`` starts once 150 ms are buffered;
-``playout="adaptive"`` starts after one output block and stretches speech (up to 12 %
-slower) to build its buffer up. Both play the same ~5 s text in ``pcm`` and ``mp3`` through
-the real PortAudio device (ALSA ``pulse``, 10 ms blocks) into the rig's null sink, while
-``parec`` records its monitor. Server: ``python -m trio_tts_stream serve`` in another
-process, tone engine, TTFB 200 ms, one process per delivery condition (its fault options
+``playout="adaptive"`` starts after the largest decoded block plus one output block and
+stretches speech (up to 12 % slower) to build its buffer up. Both play the same ~5 s
+text in ``pcm`` and ``mp3`` through the real PortAudio device (ALSA ``pulse``, 10 ms
+blocks) into the rig's null sink, while ``parec`` records its monitor. Server:
+``python -m trio_tts_stream serve`` in another process, tone engine, TTFB 200 ms, one
+process per delivery condition (its fault options
 are per process), shared by both modes and both formats:
 
 * 1.0x, 1.2x, 2x, 6.5x real time, no jitter;

@@ -114,7 +114,7 @@ def test_say_on_a_device_defaults_to_adaptive_playout(
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["playout"] == "adaptive"
-    assert report["buffer_ms"] == 25.0  # two 10 ms blocks and the 5 ms fade reserve
+    assert report["buffer_ms"] == 35.0  # a 20 ms piece, a 10 ms block, the 5 ms fade
     played = audio_tap.read()[:, 0]
     assert np.count_nonzero(played) >= len(synthesize_tone(text)) * 0.95
 

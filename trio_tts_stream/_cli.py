@@ -137,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument(
         "--playout",
         choices=("exact", "adaptive"),
-        help="adaptive: start after two blocks and stretch speech (pitch kept) to build "
-        "the buffer; exact: start after --buffer-ms, every sample as sent (default: "
-        "adaptive for pcm/wav on a sound device, else exact)",
+        help="adaptive: start after one decoded and one device block, stretch speech "
+        "(pitch kept) to build the buffer; exact: start after --buffer-ms, every sample "
+        "as sent (default: adaptive for pcm/wav on a sound device, else exact)",
     )
     say.add_argument(
         "--rebuffer-ms",
@@ -348,7 +348,7 @@ def _with_playout(
     args: argparse.Namespace, config: StreamConfig, sink: BufferedSink
 ) -> StreamConfig:
     """``--playout``, or its default (``default_playout``): adaptive for pcm and wav
-    on a sound device (first sound 3-4 times sooner; docs/benchmarks.rst), the config's
+    on a sound device (first sound 2-4 times sooner; docs/benchmarks.rst), the config's
     for compressed formats, a file or the null sink (exact samples)."""
     if args.playout is not None:
         return config.replace(playout=args.playout)

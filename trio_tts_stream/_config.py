@@ -83,8 +83,9 @@ class StreamConfig:
             :class:`DecodeError` instead of growing (32 MiB: about 17 minutes of 256 kbit/s
             audio).
         playout: ``"exact"`` plays every sample as decoded and starts once ``buffer_ms``
-            is buffered. ``"adaptive"`` starts as soon as two output blocks are buffered
-            and builds the buffer up to a target level derived from the measured arrival
+            is buffered. ``"adaptive"`` starts as soon as the largest decoded block so
+            far plus one output block is buffered (at least two output blocks), and
+            builds the buffer up to a target level derived from the measured arrival
             jitter (at least ``buffer_ms``) by playing speech up to ``max_stretch``
             slower, pitch kept (see :mod:`trio_tts_stream._jitter`); outside the
             stretched pitch periods the samples are still exact.

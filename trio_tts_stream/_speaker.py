@@ -332,7 +332,7 @@ class Utterance:
                 break
             played = pb._totals().frames_played
             rate = pb._out_fmt.sample_rate
-            total = pb.decoded_frames
+            total = pb.decoded_frames + pb.stretched_frames  # what the output carries
             if not pb.download_complete:  # the rest is not decoded: estimate it
                 total = max(total, round(len(text) / _CHARS_PER_S * rate))
             if total <= 0 or played <= 0:
@@ -910,7 +910,7 @@ async def open_speaker(
             (default :class:`MarkdownFilter`); ``None``: speak text as it comes.
         playout: ``"exact"`` or ``"adaptive"`` (see ``StreamConfig.playout``); default
             (``None``): adaptive for pcm and wav on a sound device, where the listener
-            hears first sound 3-4 times sooner with no more gaps on a steady link
+            hears first sound 2-4 times sooner with no more gaps on a steady link
             (docs/benchmarks.rst has the numbers), the config's own (exact unless set)
             for compressed formats and on any other output, so files and test sinks
             receive the exact samples.
