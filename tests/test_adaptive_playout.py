@@ -220,10 +220,12 @@ async def test_the_default_playout_is_adaptive_only_for_uncompressed_audio_on_a_
     device = tts.SoundDeviceSink()  # not opened: no device is touched
     assert default_playout(base, device, "pcm").playout == "adaptive"
     assert default_playout(base, device, "wav").playout == "adaptive"
-    assert default_playout(base, device, "mp3").playout == "exact"
-    assert default_playout(base, tts.NullSink(), "pcm").playout == "exact"
+    assert default_playout(base, device, "mp3").playout is None  # plays exact
+    assert default_playout(base, tts.NullSink(), "pcm").playout is None
     chosen = base.replace(playout="adaptive")
     assert default_playout(chosen, tts.NullSink(), "mp3").playout == "adaptive"
+    named = base.replace(playout="exact")  # a playout the user named is kept
+    assert default_playout(named, device, "pcm").playout == "exact"
 
 
 async def test_the_playback_says_how_much_it_stretched(autojump_clock: trio.abc.Clock) -> None:

@@ -83,12 +83,15 @@ class StreamConfig:
             :class:`DecodeError` instead of growing (32 MiB: about 17 minutes of 256 kbit/s
             audio).
         playout: ``"exact"`` plays every sample as decoded and starts once ``buffer_ms``
-            is buffered. ``"adaptive"`` starts as soon as the largest decoded block so
-            far plus one output block is buffered (at least two output blocks), and
-            builds the buffer up to a target level derived from the measured arrival
-            jitter (at least ``buffer_ms``) by playing speech up to ``max_stretch``
-            slower, pitch kept (see :mod:`trio_tts_stream._jitter`); outside the
-            stretched pitch periods the samples are still exact.
+            is buffered; ``None`` (the default) is exact too, except where the library
+            picks for a listener: a speaker or ``say`` on a sound device plays pcm and
+            wav adaptively (see docs/benchmarks.rst). ``"adaptive"`` starts as soon as
+            the largest decoded block so far plus one output block is buffered (at
+            least two output blocks), and builds the buffer up to a target level
+            derived from the measured arrival jitter (at least ``buffer_ms``) by
+            playing speech up to ``max_stretch`` slower, pitch kept (see
+            :mod:`trio_tts_stream._jitter`); outside the stretched pitch periods the
+            samples are still exact.
         max_stretch: Most slowing in adaptive playout (0.12: 12 % slower), 0 to 0.25.
         max_speedup: Speeding up in adaptive playout when the buffer holds more than
             twice its target, to shed latency (0: never, the default), 0 to 0.25.
@@ -110,7 +113,7 @@ class StreamConfig:
     resume_mismatch: str = "error"
     underrun_growth: float = 1.5
     fallback_limit_bytes: int = 32 * 1024 * 1024
-    playout: str = "exact"
+    playout: str | None = None
     max_stretch: float = 0.12
     max_speedup: float = 0.0
 
@@ -197,7 +200,7 @@ class StreamConfig:
         check(
             "resume_mismatch", self.resume_mismatch in ("error", "restart"), "'error' or 'restart'"
         )
-        check("playout", self.playout in ("exact", "adaptive"), "'exact' or 'adaptive'")
+        check("playout", self.playout in (None, "exact", "adaptive"), "None, 'exact' or 'adaptive'")
         check(
             "max_stretch",
             finite(self.max_stretch) and 0 <= self.max_stretch <= 0.25,

@@ -141,7 +141,7 @@ class Playback:
         # one across utterances), the stretch factor's control, the stretcher (made
         # when the output opens, at its rate).
         self._adaptive = config.playout == "adaptive"
-        self._metrics.playout = config.playout
+        self._metrics.playout = config.playout or "exact"
         self._metrics.format_choice = format_choice
         self._jitter = jitter if jitter is not None else ArrivalJitter()
         self._stretch_ctl = StretchControl(
@@ -505,9 +505,14 @@ ADAPTIVE_FORMATS = ("pcm", "wav")
 def default_playout(
     config: StreamConfig, sink: AudioSink, response_format: str | None
 ) -> StreamConfig:
-    """The config with the playout a listener is best served by when none was chosen:
-    adaptive for uncompressed audio on a sound device, the config's own otherwise."""
-    if isinstance(sink, SoundDeviceSink) and response_format in ADAPTIVE_FORMATS:
+    """The config with the playout a listener is best served by when none was chosen
+    (``config.playout is None``): adaptive for uncompressed audio on a sound device,
+    exact otherwise. A playout the config names is kept."""
+    if (
+        config.playout is None
+        and isinstance(sink, SoundDeviceSink)
+        and response_format in ADAPTIVE_FORMATS
+    ):
         return config.replace(playout="adaptive")
     return config
 

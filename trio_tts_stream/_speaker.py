@@ -422,11 +422,9 @@ class Speaker:
         max_chars: int,
         cache: PhraseCache | None,
         text_filter: Callable[[], TextFilter] | None,
-        playout_chosen: bool = True,
     ) -> None:
         self.sink = sink
         self.config = config
-        self._playout_chosen = playout_chosen
         #: The link's arrival jitter, learnt over all utterances (adaptive playout).
         self.jitter = ArrivalJitter()
         #: The format choice of ``response_format="auto"``.
@@ -738,9 +736,7 @@ class Speaker:
             hint = FormatHint(
                 req.response_format, req.sample_rate, req.channels, req.stream_format == "sse"
             )
-            config = self.config
-            if not self._playout_chosen:
-                config = default_playout(config, self.sink, req.response_format)
+            config = default_playout(self.config, self.sink, req.response_format)
             playback = Playback(
                 source,
                 sink=self.sink,
@@ -911,9 +907,9 @@ async def open_speaker(
         playout: ``"exact"`` or ``"adaptive"`` (see ``StreamConfig.playout``); default
             (``None``): adaptive for pcm and wav on a sound device, where the listener
             hears first sound 2-4 times sooner with no more gaps on a steady link
-            (docs/benchmarks.rst has the numbers), the config's own (exact unless set)
-            for compressed formats and on any other output, so files and test sinks
-            receive the exact samples.
+            (docs/benchmarks.rst has the numbers), exact for compressed formats and on
+            any other output, so files and test sinks receive the exact samples; a
+            playout the config names is kept.
 
     Raises:
         ConfigError: An argument is out of range.
@@ -955,7 +951,6 @@ async def open_speaker(
             max_chars=max_chars,
             cache=phrase_cache,
             text_filter=text_filter,
-            playout_chosen=playout is not None,
         )
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
