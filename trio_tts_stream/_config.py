@@ -267,7 +267,6 @@ def _parse(field: str, name: str, raw: str) -> Any:
             raise ValueError
         if kind == "int":
             return int(raw)
-
         return float(raw)
     except ValueError:
         want = {"bool": "true or false", "int": "a whole number"}.get(kind, "a number")

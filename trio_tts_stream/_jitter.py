@@ -4,9 +4,10 @@ Pure: times and levels are passed in.
 
 Theory of operation
 -------------------
-*Adaptive* playout (``StreamConfig.playout="adaptive"``) starts as soon as one device
-block is buffered and then builds the buffer up to a *target level* by playing speech
-slightly slower (:mod:`._timestretch`), as WebRTC's NetEQ does with its jitter buffer.
+*Adaptive* playout (``StreamConfig.playout="adaptive"``) starts as soon as the largest
+decoded block plus one output block is buffered (see the player) and then builds the
+buffer up to a *target level* by playing speech slightly slower (:mod:`._timestretch`),
+as WebRTC's NetEQ does with its jitter buffer.
 
 **Target from jitter** (:class:`ArrivalJitter`). If playback ran at real time from the
 first arrival with nothing buffered, audio block ``i`` (arriving at ``t_i`` after

@@ -263,11 +263,11 @@ class MetricsRecorder:
         """The stretch factor is ``factor`` from ``now`` on (kept when it changed by at
         least 0.005, or reached 1.0, and while there is room)."""
         points = self.stretch_points
-        if points and (abs(points[-1][1] - factor) < 0.005 and factor != 1.0):
-            return
-        if points and points[-1][1] == factor:
-            return
-        if not points and factor == 1.0:
+        if points:
+            last = points[-1][1]
+            if factor == last or (factor != 1.0 and abs(factor - last) < 0.005):
+                return
+        elif factor == 1.0:
             return
         if len(points) < STRETCH_POINTS:
             points.append((now, factor))

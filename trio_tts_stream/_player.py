@@ -149,6 +149,7 @@ class Playback:
         )
         self._stretcher: TimeStretcher | None = None
         self._in_frames = 0  # frames offered to the stretcher
+        self._start_pad_ms = 0.0  # one output block and the sink's fade reserve
         self._throttled = False  # the last write waited for room (backpressure)
 
     # -- public ---------------------------------------------------------------
@@ -319,7 +320,8 @@ class Playback:
             # an underrun, resume at half of buffer_ms.
             # A link that already showed jitter (to a speaker) starts with what it
             # needs, never later than exact playout would.
-            start = 2 * self._block_ms() + float(getattr(sink, "underrun_fade_ms", 0.0))
+            self._start_pad_ms = self._block_ms() + float(getattr(sink, "underrun_fade_ms", 0.0))
+            start = self._block_ms() + self._start_pad_ms
             learnt = self._jitter.jitter_ms(trio.current_time())
             self._ctl.start_ms = min(self._ctl.start_ms, max(start, learnt))
             self._ctl.rebuffer_ms = min(
@@ -409,8 +411,7 @@ class Playback:
         Measured: mp3 at 1.0x ran dry at once with a start of two device blocks."""
         assert self._out_fmt is not None
         block_ms = frames * 1000 / self._out_fmt.sample_rate
-        reserve = float(getattr(self._sink, "underrun_fade_ms", 0.0))
-        wanted = min(self._config.buffer_ms, block_ms + self._block_ms() + reserve)
+        wanted = min(self._config.buffer_ms, block_ms + self._start_pad_ms)
         self._ctl.start_ms = max(self._ctl.start_ms, wanted)
 
     def _block_ms(self) -> float:

@@ -130,7 +130,7 @@ class TimeStretcher:
 
     def flush(self) -> Frames:
         """The end of the stream: return everything held back."""
-        out = self._emit_all([])
+        out = self._emit_all(np.zeros((0, self.channels), np.float32))
         self._trim()
         self.credit = 0.0
         return out
@@ -146,12 +146,12 @@ class TimeStretcher:
         self._h = len(self._buf)
         self._next = self._h
 
-    def _emit_all(self, parts: list[Frames] | Frames) -> Frames:
-        chunks = [parts] if isinstance(parts, np.ndarray) else list(parts)
-        chunks.append(self._buf[self._h :])
+    def _emit_all(self, head: Frames) -> Frames:
+        """``head`` followed by everything not yet emitted."""
+        rest = self._buf[self._h :]
         self._h = len(self._buf)
         self._next = max(self._next, self._h)
-        return _join(chunks, self.channels)
+        return _join([head, rest], self.channels)
 
     def _trim(self) -> None:
         drop = max(0, min(self._h, self._next) - self.pmax)
@@ -216,12 +216,11 @@ class TimeStretcher:
         else:
             ref = mono[t : t + w]  # compared with mono[t + P : t + P + w]
             span = mono[t : t + pmax + w]
-        coarse = _best_lag(span[::d], ref[::d], pmin // d, pmax // d, lengthen)
+        coarse = _best_lag(span[::d], ref[::d], pmin // d, pmax // d, lengthen, 0.5)
         if coarse is None:
             return None
         lo, hi = max(pmin, coarse * d - 2 * d), min(pmax, coarse * d + 2 * d)
-        fine = _best_lag(span, ref, lo, hi, lengthen, self.threshold)
-        return fine
+        return _best_lag(span, ref, lo, hi, lengthen, self.threshold)
 
 
 def _best_lag(
@@ -230,11 +229,12 @@ def _best_lag(
     lo: int,
     hi: int,
     backwards: bool,
-    threshold: float | None = None,
+    threshold: float,
 ) -> int | None:
     """The lag in ``[lo, hi]`` where ``span`` best matches ``ref`` (normalised
-    correlation); ``backwards``: the lagged window starts ``lag`` before ``ref``'s, which
-    is ``span[len(span)-len(ref)-lag:]``; else ``lag`` after, ``span[lag:]``."""
+    correlation), if its score is at least ``threshold``; ``backwards``: the lagged
+    window starts ``lag`` before ``ref``'s, which is ``span[len(span)-len(ref)-lag:]``;
+    else ``lag`` after, ``span[lag:]``."""
     w = len(ref)
     lo = max(1, lo)
     if hi < lo or w == 0:
@@ -253,11 +253,7 @@ def _best_lag(
     lags, ks = lags[ok], ks[ok]
     score = corr[ks] / np.sqrt(np.maximum(energy[ks] * ref_e, 1e-20))
     best = int(np.argmax(score))
-    if threshold is not None and score[best] < threshold:
-        return None
-    if threshold is None and score[best] < 0.5:
-        return None
-    return int(lags[best])
+    return int(lags[best]) if score[best] >= threshold else None
 
 
 def _fade(p: int) -> npt.NDArray[np.float32]:
