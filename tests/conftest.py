@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import _memnet
 import pytest
 from _audio_rig import (
     AudioRig,
@@ -32,6 +33,7 @@ from _audio_rig import (
 from _cli_helpers import serve_process
 
 _AUDIO_FIXTURES = frozenset({"audio_rig", "audio_tap", "audio_monitor"})
+_AUTOJUMP_FIXTURES = frozenset({"autojump_clock", "clock"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,6 +41,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _AUDIO_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.audio)
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_network_under_autojump(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under an autojump clock, connections to the test server are in memory (see
+    ``tests/_memnet.py``: kernel socket timers run on real time, which the clock races)."""
+    if _AUTOJUMP_FIXTURES.intersection(request.fixturenames):
+        _memnet.install(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -1286,3 +1286,18 @@ def test_options_are_checked_when_created() -> None:
         ServerOptions(chunk_ms=0)
     with pytest.raises(ConfigError, match="unknown engine"):
         ServerOptions(engine="nope")
+
+
+async def test_under_autojump_connections_to_the_server_are_in_memory(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The conftest routes autojump tests' connections through ``_memnet`` (why: see it)."""
+    import _memnet
+
+    async with open_test_server() as server, httpx.AsyncClient() as client:
+        async with client.stream(
+            "POST", server.base_url + "/audio/speech", json=speech("Hello")
+        ) as r:
+            body = await r.aread()
+            assert isinstance(r.extensions["network_stream"], _memnet._ClientStream)
+    assert body == server.render("Hello")

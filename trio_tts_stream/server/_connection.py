@@ -47,6 +47,8 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -164,6 +166,26 @@ class SpeechServer:
     open_connections: int = 0
     _files: dict[str, _File] = field(default_factory=dict, repr=False)
     _received: int = field(default=0, repr=False)  # requests numbered so far
+    _nursery: trio.Nursery | None = field(default=None, repr=False)
+    _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one more connection that arrives on ``stream`` (any trio stream, e.g.
+        an in-memory one), exactly as one accepted on the listening socket (TLS included
+        when the server has it). Tests that run under an autojump clock use this: a
+        kernel socket's own timers (delayed ACKs, zero-window probes) run on real time,
+        which a virtual clock races past.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the server is not running")
+        if self._ssl_context is not None:
+            stream = trio.SSLStream(
+                stream, self._ssl_context, server_side=True, https_compatible=True
+            )
+        self._nursery.start_soon(_handle_connection, self, stream)
 
     def add_file(
         self,
@@ -762,6 +784,15 @@ async def _handle_connection(server: SpeechServer, stream: trio.abc.Stream) -> N
                 await stream.aclose()
 
 
+# Running servers by port, for :func:`running_server` (in-memory connections in tests).
+_RUNNING: weakref.WeakValueDictionary[int, SpeechServer] = weakref.WeakValueDictionary()
+
+
+def running_server(port: int) -> SpeechServer | None:
+    """The server of this process listening on ``port``, if one is running."""
+    return _RUNNING.get(port)
+
+
 def _options(options: ServerOptions | None, changes: ServerOptionsChanges) -> ServerOptions:
     if options is not None and not isinstance(options, ServerOptions):
         raise TypeError(f"options must be a ServerOptions, not {type(options).__name__}")
@@ -811,14 +842,19 @@ async def serve(
         port=int(sockname[1]),
         base_url=f"{scheme}://{url_host}:{sockname[1]}/v1",
         _config=config,
+        _ssl_context=ssl_context,
     )
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 partial(trio.serve_listeners, partial(_handle_connection, server), listeners)
             )
+            server._nursery = nursery
+            _RUNNING[server.port] = server
             task_status.started(server)
     finally:
+        _RUNNING.pop(server.port, None)
+        server._nursery = None
         for listener in listeners:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
