@@ -139,7 +139,7 @@ async def test_outer_cancel_scope_stops_playback(autojump_clock: trio.abc.Clock)
         assert sink.statistics().buffered == 0
         await trio.sleep(0.5)
         assert sink.statistics().frames_played == played
-        assert played < 1.0 * RATE
+        assert played <= 1.0 * RATE  # at most what was due by the cancel (a tie at 1.0 s)
 
 
 async def test_download_failure_plays_what_arrived_then_raises(

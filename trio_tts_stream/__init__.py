@@ -52,7 +52,15 @@ from ._player import (
 )
 from ._ringbuffer import SinkStatistics
 from ._segment import Segmenter
-from ._sinks import AudioSink, BufferedSink, NullSink, SoundDeviceSink, WavFileSink
+from ._sinks import (
+    AudioFrame,
+    AudioSink,
+    BufferedSink,
+    FrameSink,
+    NullSink,
+    SoundDeviceSink,
+    WavFileSink,
+)
 from ._speaker import (
     Interruption,
     Speaker,
@@ -72,6 +80,7 @@ __all__ = [
     "ENV_VARIABLES",
     "AudioDeviceError",
     "AudioFormat",
+    "AudioFrame",
     "AudioSink",
     "AuthenticationError",
     "BadRequestError",
@@ -83,6 +92,7 @@ __all__ = [
     "DecodeError",
     "Decoder",
     "FormatHint",
+    "FrameSink",
     "HTTPStatusError",
     "Interruption",
     "MarkdownFilter",

@@ -192,6 +192,15 @@ class SinkStatistics:
             set the flag (PulseAudio does not): ``underruns`` is the reliable count.
         callback_errors: Device callbacks that raised and played silence instead
             (a bug if it is ever non-zero).
+        late_blocks: Blocks a consumer on trio's clock (:class:`NullSink`,
+            :class:`FrameSink`) produced more than one block after they were due,
+            because the event loop was busy; it caught them up at once.
+        max_late_ms: The largest such lateness, in ms.
+        late_frames: :class:`AudioFrame` s (``frame_ms`` each, not sample frames) that
+            a :class:`FrameSink`'s consumer took more than one frame after they were due
+            (0 for other sinks).
+        overflow_frames: :class:`AudioFrame` s a :class:`FrameSink` dropped, unsent,
+            because its consumer had fallen ``max_queue_ms`` behind (0 for other sinks).
     """
 
     frames_written: int
@@ -208,6 +217,10 @@ class SinkStatistics:
     level_count: int
     device_underflows: int = 0
     callback_errors: int = 0
+    late_blocks: int = 0
+    max_late_ms: float = 0.0
+    late_frames: int = 0
+    overflow_frames: int = 0
 
 
 class Playout:
@@ -251,6 +264,9 @@ class Playout:
         # Written only by a device callback around fill() (see SoundDeviceSink).
         self.device_underflows = 0
         self.callback_errors = 0
+        # Written only by a consumer on trio's clock (see _clocked.ClockedSink).
+        self.late_blocks = 0
+        self.max_late_s = 0.0
         self.want_space = False
         #: When the end of the last consumed frame is heard (consumer's clock).
         self.heard_until = float("-inf")
@@ -407,6 +423,8 @@ class Playout:
             level_count=self.level_count,
             device_underflows=self.device_underflows,
             callback_errors=self.callback_errors,
+            late_blocks=self.late_blocks,
+            max_late_ms=self.max_late_s * 1000.0,
         )
 
     # -- consumer side ---------------------------------------------------------

@@ -9,8 +9,10 @@ the sink's consumer takes frames out at its own pace:
 * :class:`SoundDeviceSink` (:mod:`._portaudio`): a PortAudio callback stream (the real
   speaker). The callback runs on PortAudio's thread and only calls ``Playout.fill``.
 * :class:`NullSink` (here): a trio task that consumes one block per block period on
-  trio's clock and discards it: a speaker without a sound card (benchmarks, autojump
-  tests), and the smallest example of a :class:`BufferedSink` subclass.
+  trio's clock (catching up when the loop was late, :mod:`._clocked`) and discards it:
+  a speaker without a sound card (benchmarks, autojump tests).
+* :class:`FrameSink` (:mod:`._framesink`): the same clock, handing each block as an
+  encoded frame (int16, float32, G.711) to an async consumer: a network transport.
 * :class:`WavFileSink` (:mod:`._wavsink`): writes a WAV file, in a worker thread, as
   the gate lets audio through, as fast as it comes.
 
@@ -31,19 +33,17 @@ last 26-43 ms.
 
 from __future__ import annotations
 
-import numpy as np
-import trio
-
-from ._exceptions import AudioDeviceError
-from ._format import AudioFormat
+from ._clocked import ClockedSink
+from ._framesink import AudioFrame, FrameSink
 from ._portaudio import SoundDeviceSink, import_sounddevice, portaudio_errors
-from ._ringbuffer import Playout
 from ._sinkbase import AudioSink, BufferedSink
 from ._wavsink import WavFileSink
 
 __all__ = [
+    "AudioFrame",
     "AudioSink",
     "BufferedSink",
+    "FrameSink",
     "NullSink",
     "SoundDeviceSink",
     "WavFileSink",
@@ -52,12 +52,14 @@ __all__ = [
 ]
 
 
-class NullSink(BufferedSink):
+class NullSink(ClockedSink):
     """Discards audio, consuming it in real time on trio's clock.
 
     A speaker without a sound card: the same gate, underrun and timing behaviour as a
     real device with zero output latency, driven by a trio task, so it is exact under
-    ``trio.testing.MockClock(autojump_threshold=0)``.
+    ``trio.testing.MockClock(autojump_threshold=0)``. When the event loop is late it
+    catches up (consumes every block due by then at once) and counts the lateness
+    (``statistics().late_blocks`` / ``max_late_ms``), so it stays real time under load.
 
     Args:
         buffer_s: Ring capacity in seconds.
@@ -85,30 +87,3 @@ class NullSink(BufferedSink):
             samplerate=samplerate,
             channels=channels,
         )
-        self._cancel: trio.CancelScope | None = None
-
-    async def _start_consumer(self, fmt: AudioFormat, playout: Playout) -> None:
-        if self._nursery is None:
-            raise AudioDeviceError("use NullSink as `async with NullSink() as sink:`")
-        playout.wake = self._on_wake
-        playout.same_thread = True
-        self._cancel = await self._nursery.start(self._consume, playout)
-
-    async def _consume(
-        self, playout: Playout, task_status: trio.TaskStatus[trio.CancelScope]
-    ) -> None:
-        with trio.CancelScope() as scope:
-            out = np.zeros((self.block_frames, playout.ring.channels), dtype=playout.ring.dtype)
-            period = self.block_frames / playout.sample_rate
-            tick = trio.current_time()
-            task_status.started(scope)
-            while True:
-                playout.fill(out, tick)
-                tick += period
-                await trio.sleep_until(tick)
-
-    async def _stop_consumer(self) -> None:
-        if self._cancel is not None:
-            self._cancel.cancel()
-            self._cancel = None
-        await trio.lowlevel.checkpoint()
