@@ -97,11 +97,13 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py),
     then the speaker's (benchmarks/speaker.py, at the PulseAudio monitor), exact vs
-    adaptive playout (benchmarks/playout.py, at the monitor), and the segmenters' and
-    time stretchers' comparisons (benchmarks/segmenters.py, benchmarks/stretchers.py)."""
+    adaptive playout (benchmarks/playout.py, at the monitor), the segmenters' and
+    time stretchers' comparisons (benchmarks/segmenters.py, benchmarks/stretchers.py) and
+    many concurrent streams in one process (benchmarks/load.py)."""
     session.install(".[formats,espeak]", *TEST_DEPS, "pysbd", "sentencex", "audiotsm", "pytsmod")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/speaker.py")
     session.run("python", "benchmarks/playout.py")
     session.run("python", "benchmarks/segmenters.py")
     session.run("python", "benchmarks/stretchers.py")
+    session.run("python", "benchmarks/load.py")

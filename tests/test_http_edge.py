@@ -12,7 +12,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from _cli_helpers import run_cli
 import trio_tts_stream as tts
 from trio_tts_stream._exceptions import unwrap_single_exception
 from trio_tts_stream._http import map_http_errors, safe_url, warn_plain_http_key
+from trio_tts_stream.testing import open_test_server
 
 SECRET = "sk-secret-KEY-0123456789abcdef"
 
@@ -253,3 +254,35 @@ def test_the_cli_says_one_line(broken: str, path: str, code: int, needle: str) -
     assert lines[0].startswith("error: ")
     assert needle in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_shared_client_is_one_per_run_and_setting_and_closed_when_the_run_ends() -> None:
+    from trio_tts_stream._http import SHARED_LIMITS, shared_client
+
+    seen: list[Any] = []
+
+    async def main() -> None:
+        a, b, c = shared_client(), shared_client(), shared_client(False)
+        assert a is b
+        assert c is not a
+        assert not a.is_closed
+        seen.extend([a, c])
+
+    trio.run(main)
+    assert all(client.is_closed for client in seen)
+    assert (SHARED_LIMITS.max_connections or 0) >= 256
+
+    async def again() -> None:
+        assert shared_client() is not seen[0]  # a new run, a new client
+
+    trio.run(again)
+
+
+async def test_playbacks_without_a_client_reuse_one_connection(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_test_server() as server, tts.NullSink() as sink:
+        for text in ("One.", "Two.", "Three."):
+            req = tts.SpeechRequest(text, base_url=server.base_url, response_format="pcm")
+            await tts.play(req, sink=sink)
+        assert server.open_connections == 1  # kept alive and reused, not three clients

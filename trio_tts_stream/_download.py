@@ -231,7 +231,12 @@ class _Download:
             if not isinstance(event, AudioFormat):
                 self.first_audio.deadline = math.inf  # the first audio is here
             if isinstance(event, AudioFormat) or self.config.streaming:
-                await self.send.send(event)
+                # The read before was a checkpoint: send without another when there is
+                # room (one task switch less per block, which counts at 100 streams).
+                try:
+                    self.send.send_nowait(event)
+                except trio.WouldBlock:
+                    await self.send.send(event)
             else:
                 self.held.append(event)
 

@@ -18,7 +18,6 @@ Memory is bounded by the ring (``buffer_s``) plus ``max_queue_ms`` of frames.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from . import _g711
 from ._clocked import ClockedSink
 from ._exceptions import ConfigError
 from ._format import AudioFormat
-from ._ringbuffer import SinkStatistics
+from ._ringbuffer import Playout
 
 __all__ = ["ENCODINGS", "AudioFrame", "FrameSink"]
 
@@ -173,9 +172,6 @@ class FrameSink(ClockedSink):
         self._max_queue = 1
         self._ready = trio.lowlevel.ParkingLot()
         self._ended = False
-        self._late_frames = 0
-        self._overflow_frames = 0
-        self._delivered = 0
 
     async def _start_consumer(self, fmt: AudioFormat, playout: Any) -> None:
         self._max_queue = max(1, math.floor(self.max_queue_ms / self.frame_ms + 1e-9))
@@ -194,12 +190,16 @@ class FrameSink(ClockedSink):
             data = block.tobytes()
         if len(self._queue) >= self._max_queue:
             self._queue.popleft()
-            self._overflow_frames += 1
+            self._counters().overflow_frames += 1
         self._queue.append(
             AudioFrame(data, self.encoding, fmt.sample_rate, fmt.channels, index, position, due)
         )
         if self._ready:
             self._ready.unpark_all()
+
+    def _counters(self) -> Playout:
+        """Where the frame counters live (read by :meth:`statistics`)."""
+        return self._require()
 
     # -- the transport's side ------------------------------------------------------
 
@@ -215,9 +215,8 @@ class FrameSink(ClockedSink):
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         frame = self._queue.popleft()
-        self._delivered += 1
         if trio.current_time() - frame.due > frame.duration_s:
-            self._late_frames += 1
+            self._counters().late_frames += 1
         return frame
 
     async def receive(self) -> AudioFrame:
@@ -244,13 +243,6 @@ class FrameSink(ClockedSink):
     def queued(self) -> int:
         """Frames waiting for the consumer."""
         return len(self._queue)
-
-    def statistics(self) -> SinkStatistics:
-        return dataclasses.replace(
-            super().statistics(),
-            late_frames=self._late_frames,
-            overflow_frames=self._overflow_frames,
-        )
 
     async def aclose(self) -> None:
         await super().aclose()

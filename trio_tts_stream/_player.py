@@ -36,7 +36,7 @@ from ._config import StreamConfig
 from ._download import BodyTap, run_download
 from ._exceptions import TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block, FormatHint
-from ._http import Source, SpeechRequest, default_endpoint, make_client
+from ._http import Source, SpeechRequest, default_endpoint, shared_client
 from ._jitter import ArrivalJitter, StretchControl
 from ._metrics import MetricsRecorder, OutputTotals, PlaybackReport
 from ._resample import Resampler
@@ -98,6 +98,7 @@ class Playback:
         tap: BodyTap | None = None,
         jitter: ArrivalJitter | None = None,
         format_choice: str | None = None,
+        started: float | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -106,7 +107,7 @@ class Playback:
         self._hint = hint
         self._metrics = MetricsRecorder()
         self._ctl = PlaybackController(
-            trio.current_time(),
+            trio.current_time() if started is None else started,
             start_ms=config.buffer_ms,
             rebuffer_ms=config.rebuffer_ms,
             growth=config.underrun_growth,
@@ -525,10 +526,11 @@ async def _own_resources(
     config: StreamConfig,
     verify: ssl.SSLContext | bool,
 ) -> AsyncIterator[tuple[AudioSink, httpx.AsyncClient]]:
-    """The sink and client given, or our own (opened here, closed on exit)."""
+    """The sink and client given, or ours: the run's shared client (see
+    :func:`~._http.shared_client`) and a device sink opened here, closed on exit."""
     async with AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(make_client(config, verify))
+            client = shared_client(verify)
         if sink is None:
             sink = await stack.enter_async_context(SoundDeviceSink(buffer_s=config.max_buffer_s))
         assert sink is not None
@@ -558,7 +560,8 @@ async def open_playback(
         sink: Where to play; default a new :class:`SoundDeviceSink` on the default
             device (closed at the end). A sink you pass is left open.
         config: Buffering and network settings; default :meth:`StreamConfig.from_env`.
-        client: An ``httpx.AsyncClient`` to use (its timeouts apply); default a new one.
+        client: An ``httpx.AsyncClient`` to use (left open; the config's timeouts apply per
+            request); default the shared client of this trio run (:ref:`serving`).
         verify: TLS verification for the default client: ``True``, ``False`` or an
             ``ssl.SSLContext`` (e.g. trusting a private CA).
         response_format: Format of the source when the response does not say;
@@ -578,8 +581,11 @@ async def open_playback(
         sample_rate, channels = source.sample_rate, source.channels
         sse = source.stream_format == "sse"
     hint = FormatHint(response_format, sample_rate, channels, sse)
+    started = trio.current_time()  # the timings count getting a client and a sink
     async with _own_resources(sink, client, config, verify) as (sink, client):
-        playback = Playback(source, sink=sink, config=config, client=client, hint=hint)
+        playback = Playback(
+            source, sink=sink, config=config, client=client, hint=hint, started=started
+        )
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(playback._run)
@@ -795,7 +801,8 @@ async def open_player(
     Args:
         sink: Output to use (left open); default a new :class:`SoundDeviceSink`.
         config: Settings; default :meth:`StreamConfig.from_env`.
-        client: HTTP client to use (left open); default a new one.
+        client: HTTP client to use (left open); default the shared client of this trio
+            run (one connection pool for all playbacks, :ref:`serving`).
         verify: TLS verification for the default client.
         base_url: Default API base for :meth:`Player.speak`.
         api_key: Default API key for :meth:`Player.speak` (never shown).

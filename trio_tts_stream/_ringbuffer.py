@@ -267,6 +267,9 @@ class Playout:
         # Written only by a consumer on trio's clock (see _clocked.ClockedSink).
         self.late_blocks = 0
         self.max_late_s = 0.0
+        # Written only by a FrameSink (on the trio thread).
+        self.late_frames = 0
+        self.overflow_frames = 0
         self.want_space = False
         #: When the end of the last consumed frame is heard (consumer's clock).
         self.heard_until = float("-inf")
@@ -425,6 +428,8 @@ class Playout:
             callback_errors=self.callback_errors,
             late_blocks=self.late_blocks,
             max_late_ms=self.max_late_s * 1000.0,
+            late_frames=self.late_frames,
+            overflow_frames=self.overflow_frames,
         )
 
     # -- consumer side ---------------------------------------------------------

@@ -893,7 +893,8 @@ async def open_speaker(
         stream_format: ``"audio"`` or ``"sse"``.
         sink: Output to use (left open); default the default sound device.
         config: Buffering and network settings; default :meth:`StreamConfig.from_env`.
-        client: HTTP client to use (left open); default a new one.
+        client: HTTP client to use (left open); default the shared client of this trio
+            run (one connection pool for all playbacks, :ref:`serving`).
         verify: TLS verification for the default client.
         lookahead: Utterance parts requested and decoded ahead of the one playing.
         pause_ms: Silence between consecutive utterances (exact to the frame).
