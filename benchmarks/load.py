@@ -16,7 +16,8 @@ server runs in another process (``python -m trio_tts_stream serve``, TTFB 300 ms
 WebSocket would. Everything runs on the shared HTTP client, whose construction is inside
 the timed region. Reported: underruns per stream, late frames (the consumer took a
 frame more than one frame after it was due), late blocks (the frame clock woke late and
-caught up) and the worst lateness, first audio (TTFA, from the call) median / p95, the
+caught up) and the worst lateness, first byte (TTFB: how much of the start is the
+server's and the connection's) and first audio (TTFA), both from the call, median / p95, the
 client's CPU per second of audio (process time, all threads, over the whole run), and
 its peak RSS.
 """
@@ -55,6 +56,8 @@ class Result:
     max_late_ms: float
     ttfa_median_ms: float
     ttfa_p95_ms: float
+    ttfb_median_ms: float
+    ttfb_p95_ms: float
     audio_s: float
     wall_s: float
     cpu_ms_per_audio_s: float
@@ -72,6 +75,7 @@ async def run_load(
 ) -> Result:
     text = text_for_seconds(seconds)
     ttfas: list[float] = []
+    ttfbs: list[float] = []
     underruns: list[int] = []
     late_frames = late_blocks = failed = 0
     max_late = 0.0
@@ -99,6 +103,8 @@ async def run_load(
             nursery.cancel_scope.cancel()
         if report.ttfa_ms is not None:
             ttfas.append(report.ttfa_ms)
+        if report.ttfb_ms is not None:
+            ttfbs.append(report.ttfb_ms)
         underruns.append(report.underruns)
         late_frames += stats.late_frames
         late_blocks += stats.late_blocks
@@ -123,6 +129,8 @@ async def run_load(
         max_late_ms=max_late,
         ttfa_median_ms=statistics.median(ttfas) if ttfas else float("nan"),
         ttfa_p95_ms=p95(ttfas) if ttfas else float("nan"),
+        ttfb_median_ms=statistics.median(ttfbs) if ttfbs else float("nan"),
+        ttfb_p95_ms=p95(ttfbs) if ttfbs else float("nan"),
         audio_s=audio_s,
         wall_s=wall,
         cpu_ms_per_audio_s=cpu * 1000 / audio_s if audio_s else float("nan"),
@@ -136,6 +144,7 @@ def row(r: Result) -> str:
         f"| {r.streams} | {r.stagger_s:g} s | {r.fmt} | "
         f"{r.underruns} ({r.streams_with_underruns} streams) | "
         f"{r.late_frames} | {r.late_blocks} / {r.max_late_ms:.0f} ms | "
+        f"{r.ttfb_median_ms:.0f} / {r.ttfb_p95_ms:.0f} ms | "
         f"{r.ttfa_median_ms:.0f} / {r.ttfa_p95_ms:.0f} ms | {r.audio_s:.0f} s in "
         f"{r.wall_s:.1f} s | {r.cpu_ms_per_audio_s:.2f} ms ({r.cpu_ms_per_audio_s / 10:.2f} %) "
         f"| {r.rss_mib:.0f} MiB | {r.failed} |"
@@ -144,8 +153,9 @@ def row(r: Result) -> str:
 
 HEADER = (
     "| streams | starts over | format | underruns | late frames | late blocks / worst | "
-    "TTFA median / p95 | audio | CPU per audio s (% of a core) | peak RSS | failed |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "TTFB median / p95 | TTFA median / p95 | audio | CPU per audio s (% of a core) | "
+    "peak RSS | failed |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

@@ -421,9 +421,11 @@ async def test_interrupt_stops_a_running_say_stream(clock: trio.testing.MockCloc
                 nursery.start_soon(run)
                 await trio.sleep(1.0)
                 result = await sp.interrupt()
-            requests = len(server.requests)
+            # A request already on its way when interrupt() was called may still land
+            # at that moment; nothing may arrive after it returned.
+            stopped = trio.current_time()
             await trio.sleep(2.0)
-            assert len(server.requests) == requests  # nothing more was said
+            assert not [r for r in server.requests if r.received_at > stopped]
     assert said
     assert result.dropped >= 1
     assert all(u.done for u in said)

@@ -225,10 +225,14 @@ class FrameSink(ClockedSink):
         Raises:
             trio.EndOfChannel: The sink is closed and every frame was taken.
         """
-        while not self._queue and not self._ended:
-            await self._ready.park()
-        await trio.lowlevel.checkpoint()
-        return self.receive_nowait()
+        while True:
+            while not self._queue and not self._ended:
+                await self._ready.park()
+            await trio.lowlevel.checkpoint()
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:  # another task took it during the checkpoint
+                continue
 
     def __aiter__(self) -> FrameSink:
         return self
