@@ -11,7 +11,7 @@ task) wakes the consumer late; it then catches up in one batch instead of fallin
 behind one block per wake-up, which is how a consumer that took one block per wake-up
 once "played" 3.97 s of audio in 23 s. Lateness is counted, never hidden: a block
 produced more than one period after it was due counts in ``late_blocks``, the largest
-lateness is ``max_late_ms``. A wake-up more than ``resync_s`` late (a suspended
+lateness is ``max_late_ms``. A wake-up more than ``RESYNC_S`` late (a suspended
 machine, a debugger) is not caught up: the missed time is skipped, counted as lateness,
 and the schedule restarts from now. :func:`blocks_due` is that policy, pure.
 """
@@ -80,9 +80,12 @@ class ClockedSink(BufferedSink):
                 n = blocks_due(now, due, period)
                 late = now - due
                 if late > RESYNC_S:
+                    # Count the gap once, then skip the missed blocks: the block due
+                    # now is less than a period late, so the loop below does not count
+                    # it again.
                     playout.late_blocks += 1
                     playout.max_late_s = max(playout.max_late_s, late)
-                    k += n - 1  # skip the missed blocks; produce the one due now
+                    k += n - 1
                     n = 1
                 for _ in range(n):
                     due = t0 + k * period

@@ -30,7 +30,6 @@ from . import _g711
 from ._clocked import ClockedSink
 from ._exceptions import ConfigError
 from ._format import AudioFormat
-from ._ringbuffer import Playout
 
 __all__ = ["ENCODINGS", "AudioFrame", "FrameSink"]
 
@@ -190,16 +189,12 @@ class FrameSink(ClockedSink):
             data = block.tobytes()
         if len(self._queue) >= self._max_queue:
             self._queue.popleft()
-            self._counters().overflow_frames += 1
+            self._require().overflow_frames += 1
         self._queue.append(
             AudioFrame(data, self.encoding, fmt.sample_rate, fmt.channels, index, position, due)
         )
         if self._ready:
             self._ready.unpark_all()
-
-    def _counters(self) -> Playout:
-        """Where the frame counters live (read by :meth:`statistics`)."""
-        return self._require()
 
     # -- the transport's side ------------------------------------------------------
 
@@ -216,7 +211,7 @@ class FrameSink(ClockedSink):
             raise trio.WouldBlock
         frame = self._queue.popleft()
         if trio.current_time() - frame.due > frame.duration_s:
-            self._counters().late_frames += 1
+            self._require().late_frames += 1
         return frame
 
     async def receive(self) -> AudioFrame:
