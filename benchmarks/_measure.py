@@ -213,6 +213,7 @@ class ServerProcess:
         chunk_ms: Audio per HTTP chunk.
         extra_args: More ``serve`` options (the fault flags: ``--bandwidth-kbps``, ...).
         timeout: Seconds to wait for the announcement.
+        cpus: Pin the server to these CPUs (Linux), e.g. to keep it off the client's.
     """
 
     def __init__(
@@ -223,7 +224,9 @@ class ServerProcess:
         chunk_ms: float = 20.0,
         extra_args: Sequence[str] = (),
         timeout: float = 20.0,
+        cpus: set[int] | None = None,
     ) -> None:
+        self.cpus = cpus
         self.argv = [
             sys.executable,
             "-m",
@@ -252,6 +255,8 @@ class ServerProcess:
             text=True,
         )
         self._process = process
+        if self.cpus is not None:
+            os.sched_setaffinity(process.pid, self.cpus)
         stderr = process.stderr
         assert stderr is not None
         lines: list[str] = []

@@ -160,10 +160,15 @@ HEADER = (
 
 
 def run_one(
-    n: int, fmt: str, seconds: float, profile: str | None, stagger_s: float = 0.0
+    n: int,
+    fmt: str,
+    seconds: float,
+    profile: str | None,
+    stagger_s: float = 0.0,
+    server_cpus: set[int] | None = None,
 ) -> Result:
     """One load level in a fresh client process state (a new trio run, a new client)."""
-    with ServerProcess(ttfb_ms=300, realtime_factor=2.0, chunk_ms=20) as server:
+    with ServerProcess(ttfb_ms=300, realtime_factor=2.0, chunk_ms=20, cpus=server_cpus) as server:
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -185,19 +190,37 @@ def main() -> None:
         help="seconds over which the streams start (comma-separated: each is a run)",
     )
     parser.add_argument("--profile", default=None, help="write a cProfile of the last level")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on the last CPU, this client on the others (Linux): no CPU contention",
+    )
     args = parser.parse_args()
+    server_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        server_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, set(cpus[:-1]))
     levels = [int(s) for s in args.streams.split(",")]
     print(f"# Load: concurrent real-time streams in one process ({os.cpu_count()} cores)\n")
     print(
         f"Server in another process: TTFB 300 ms, 2x real time, 20 ms pieces; "
-        f"{args.seconds:g} s utterances into FrameSinks (20 ms frames, base64 per frame).\n"
+        f"{args.seconds:g} s utterances into FrameSinks (20 ms frames, base64 per frame)"
+        + (
+            f"; server pinned to CPU {sorted(server_cpus)}, client to the others"
+            if server_cpus
+            else ""
+        )
+        + ".\n"
     )
     print(HEADER)
     for stagger in [float(x) for x in args.stagger.split(",")]:
         for fmt in args.format.split(","):
             for i, n in enumerate(levels):
                 profile = args.profile if i == len(levels) - 1 else None
-                print(row(run_one(n, fmt, args.seconds, profile, stagger)), flush=True)
+                print(row(run_one(n, fmt, args.seconds, profile, stagger, server_cpus)), flush=True)
 
 
 if __name__ == "__main__":

@@ -665,6 +665,25 @@ def test_want_space_wakes_once_when_frames_are_consumed() -> None:
     assert wake.calls == 1
 
 
+def test_want_space_waits_for_a_refill_batch() -> None:
+    # A full ring is refilled in batches: the waiting writer is woken once
+    # ``refill_frames`` (a quarter of the ring here, at most 100 ms) are free, not at the
+    # first consumed block.
+    playout, wake = make_playout(capacity=64, sample_rate=1000)
+    assert playout.refill_frames == 16
+    playout.ring.write(frames(0, 64, 1))
+    playout.set_gate(Gate.RUNNING)
+    playout.want_space = True
+    out = garbage(4, 1, np.int16)
+    for i in range(3):
+        playout.fill(out, i * 0.004)
+        assert (wake.calls, playout.want_space, playout.ring.free) == (0, True, 4 * (i + 1))
+    playout.fill(out, 0.012)
+    assert (wake.calls, playout.want_space, playout.ring.free) == (1, False, 16)
+    big, _ = make_playout(capacity=48000, sample_rate=24000)
+    assert big.refill_frames == 2400  # 100 ms
+
+
 def test_want_space_wakes_when_a_discard_makes_room() -> None:
     # The writer waits for room (``want_space``) in a full ring; trio aborts (barge-in)
     # and the consumer then frees the whole ring by applying the discard. That is room

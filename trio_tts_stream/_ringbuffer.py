@@ -232,7 +232,8 @@ class Playout:
     consumer records the generation of the gate it found running, and the output counts as
     paused while that generation is current: a gate change that races with an underrun
     wins and is never lost. ``want_space`` is a handshake (trio sets it, the consumer
-    clears it and wakes; trio re-checks after setting it), and the buffer-level statistics
+    clears it and wakes once ``refill_frames`` are free; trio re-checks after setting
+    it), and the buffer-level statistics
     may lose one sample when trio resets them mid-block.
 
     Args:
@@ -271,6 +272,10 @@ class Playout:
         self.late_frames = 0
         self.overflow_frames = 0
         self.want_space = False
+        #: A writer waiting for room is woken when this much is free, not at the first
+        #: free frame: a full ring is refilled in batches (at 100 streams, one wake-up
+        #: of the writer per 100 ms instead of one per consumed block counts).
+        self.refill_frames = max(1, min(capacity // 4, sample_rate // 10))
         #: When the end of the last consumed frame is heard (consumer's clock).
         self.heard_until = float("-inf")
         self.reset_level()
@@ -543,7 +548,7 @@ class Playout:
         """Record when the ``got`` frames from ``first_pos`` are heard; stamp marks."""
         heard = now + latency
         self.heard_until = heard + got / self.sample_rate
-        if self.want_space:
+        if self.want_space and self.ring.free >= self.refill_frames:
             self.want_space = False
             self.wake()
         marks = self._mark_pos

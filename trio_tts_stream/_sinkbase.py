@@ -53,7 +53,8 @@ class AudioSink(Protocol):
         ...
 
     async def wait_writable(self) -> None:
-        """Wait until at least one frame can be written."""
+        """Wait until there is room to write: at least one frame (a sink may wait for
+        more, to be refilled in batches)."""
         ...
 
     async def wait_changed(self) -> None:
@@ -319,10 +320,11 @@ class BufferedSink(AudioSink):
 
     async def wait_writable(self) -> None:
         playout = self._require()
-        while playout.ring.free == 0:
+        room = playout.refill_frames
+        while playout.ring.free < room:
             event = self._changed
             playout.want_space = True
-            if playout.ring.free:  # consumed between the check and the flag
+            if playout.ring.free >= room:  # consumed between the check and the flag
                 break
             await event.wait()
         await trio.lowlevel.checkpoint()
