@@ -58,7 +58,7 @@ if _extra_path:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after ``--``)."""
-    session.install(".[formats,espeak]", *TEST_DEPS)
+    session.install(".[formats,espeak,plot]", *TEST_DEPS)
     # success_codes defaults to [0]: pytest's 5 ("no tests collected") fails the session.
     session.run("pytest", *session.posargs)
 
@@ -76,7 +76,7 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the package, tests, benchmarks (pyproject's files) and this file."""
     # mypy checks as Python 3.10 (pyproject), where trio and the package use the
     # exceptiongroup backport; newer interpreters do not install it on their own.
-    session.install(".[formats,espeak]", *TEST_DEPS, "mypy", "nox", "exceptiongroup")
+    session.install(".[formats,espeak,plot]", *TEST_DEPS, "mypy", "nox", "exceptiongroup")
     session.run("mypy", "--strict", *session.posargs)
     session.run("mypy", "--strict", "noxfile.py")
 

@@ -38,6 +38,7 @@ PURE = (
     "_timestretch",
     "_g711",
     "_metrics",
+    "_plot",
     "_format",
     "_vocabulary",
     "_resample",

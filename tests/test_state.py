@@ -567,3 +567,27 @@ def test_busy_output_keeps_its_gate() -> None:
 def test_transitions_table_is_read_only() -> None:
     with pytest.raises(TypeError):
         TRANSITIONS[S.DONE, C.DRAINED] = S.PLAYING  # type: ignore[index]
+
+
+def test_the_diagram_has_every_transition_as_an_edge() -> None:
+    # docs/design.rst draws this DOT source: the picture is the table.
+    from trio_tts_stream._state import transitions_dot
+
+    dot = transitions_dot()
+    assert dot.startswith("digraph")
+    edges = [line.strip() for line in dot.splitlines() if "->" in line]
+    assert len(edges) == len(TRANSITIONS)
+    outcome = {"drained": "completed", "cancelled": "cancelled", "failed": "failed"}
+    for (source, cause), target in TRANSITIONS.items():
+        head = f"done_{outcome[cause.value]}" if target is PlaybackState.DONE else target.value
+        edge = f'{source.value} -> {head} [label="{cause.value}"'
+        assert any(e.startswith(edge) for e in edges), edge
+
+
+def test_the_design_page_draws_the_generated_diagram() -> None:
+    # The docs build (nox -s docs, -W) renders it with sphinx.ext.graphviz.
+    from pathlib import Path
+
+    docs = Path(__file__).parent.parent / "docs"
+    assert ".. state-diagram::" in (docs / "design.rst").read_text()
+    assert '"statediagram"' in (docs / "conf.py").read_text()

@@ -25,6 +25,7 @@ from ._exceptions import (
     ConfigError,
     DecodeError,
     HTTPStatusError,
+    MissingDependencyError,
     NetworkError,
     NotAudioError,
     NotFoundError,
@@ -40,7 +41,14 @@ from ._exceptions import (
 )
 from ._format import AudioFormat, Block, FormatHint
 from ._http import DEFAULT_BASE_URL, Source, SpeechRequest
-from ._metrics import PlaybackReport, StretchEntry, TimelineEntry
+from ._metrics import (
+    NetworkEvent,
+    PlaybackReport,
+    Sample,
+    StretchEntry,
+    TimelineEntry,
+    UtteranceSpan,
+)
 from ._player import (
     Playback,
     PlaybackStatistics,
@@ -96,7 +104,9 @@ __all__ = [
     "HTTPStatusError",
     "Interruption",
     "MarkdownFilter",
+    "MissingDependencyError",
     "NetworkError",
+    "NetworkEvent",
     "NotAudioError",
     "NotFoundError",
     "NullSink",
@@ -109,6 +119,7 @@ __all__ = [
     "Player",
     "RateLimitError",
     "ResumeMismatchError",
+    "Sample",
     "Segmenter",
     "ServerError",
     "SinkStatistics",
@@ -129,6 +140,7 @@ __all__ = [
     "TimelineEntry",
     "UnsupportedFormatError",
     "Utterance",
+    "UtteranceSpan",
     "UtteranceState",
     "WavFileSink",
     "__version__",

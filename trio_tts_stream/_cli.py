@@ -57,6 +57,7 @@ examples:
   python -m trio_tts_stream say "Hello there" --base-url http://127.0.0.1:8880/v1
   echo "From stdin" | python -m trio_tts_stream say - --output hello.wav
   python -m trio_tts_stream say "Measure me" --null --json --format wav
+  python -m trio_tts_stream say "Draw me" --null --stats --plot timeline.png
 """
 
 
@@ -198,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     say.add_argument(
         "--stats", action="store_true", help="print a table of the measurements at the end"
+    )
+    say.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the playback's timeline (bytes, audio, buffer, states, underruns) into "
+        "FILE, .png or .svg (needs matplotlib: pip install 'trio-tts-stream[plot]')",
     )
     say.add_argument(
         "--cache-dir",
@@ -518,7 +525,7 @@ async def _speak(
     reports = []
     for utt in utterances:
         reports.append(await utt.wait())  # raises the first failure
-    report = _combine(reports)
+    report = _combine(reports, utterances=True)
     if args.stats:
         args.speaker_stats = speaker.statistics()
     return report
@@ -572,6 +579,40 @@ def _print_json(report: PlaybackReport) -> None:
     print(json.dumps(data, sort_keys=True))
 
 
+def _check_plot(args: argparse.Namespace) -> None:
+    """``--plot FILE``: a .png or .svg name, and matplotlib importable (checked before
+    any request is sent).
+
+    Raises:
+        ConfigError: Another ending.
+        MissingDependencyError: matplotlib is not installed.
+    """
+    if getattr(args, "plot", None) is None:
+        return
+    from ._plot import check_plot_path, require_matplotlib
+
+    try:
+        check_plot_path(args.plot)
+    except ConfigError:
+        raise ConfigError(f"--plot FILE must end in .png or .svg, not {args.plot!r}") from None
+    require_matplotlib()
+
+
+def _write_plot(args: argparse.Namespace, report: PlaybackReport) -> str | None:
+    """Draw ``report`` into ``--plot FILE``, if given; return the file's name.
+
+    Raises:
+        ConfigError: The file cannot be written.
+    """
+    if getattr(args, "plot", None) is None:
+        return None
+    try:
+        report.plot(args.plot)
+    except OSError as exc:
+        raise ConfigError(f"--plot {args.plot!r} cannot be written: {exc}") from None
+    return str(args.plot)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     parser = build_parser()
@@ -584,11 +625,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             trio.run(run_serve, args)
             return EXIT_OK
+        _check_plot(args)
         report = trio.run(_say, args)
+        plotted = _write_plot(args, report)
     except TTSStreamError as exc:
         if args.command == "say" and getattr(args, "json", False) and exc.report is not None:
             _print_json(exc.report)
         print(f"error: {exc}", file=sys.stderr)
+        if args.command == "say" and exc.report is not None and not isinstance(exc, ConfigError):
+            try:  # the picture of a failed playback says where it went wrong
+                if (failed_plot := _write_plot(args, exc.report)) is not None:
+                    print(f"plot written to {failed_plot}", file=sys.stderr)
+            except TTSStreamError as plot_exc:
+                print(f"error: {plot_exc}", file=sys.stderr)
         return _exit_code(exc)
     except BaseException as exc:
         if not _interrupted(exc):
@@ -602,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         speaker_stats = getattr(args, "speaker_stats", None)
         if speaker_stats is not None:
             table += "\n" + _speaker_table(speaker_stats)
+        if plotted is not None:
+            table += f"\nplot written to {plotted}"
         print(table, file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 

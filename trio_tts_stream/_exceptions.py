@@ -8,6 +8,7 @@ audio devices) with ``raise ... from``.
 
     TTSStreamError
     ├── ConfigError                 bad argument, option or environment variable
+    │   └── MissingDependencyError      an optional extra is not installed
     ├── StateTransitionError        illegal playback-state transition (a bug, not input)
     ├── SourceError                 getting the bytes failed
     │   ├── HTTPStatusError         the server answered with an error status
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "HTTPStatusError",
+    "MissingDependencyError",
     "NetworkError",
     "NotFoundError",
     "RateLimitError",
@@ -75,6 +77,11 @@ class TTSStreamError(Exception):
 
 class ConfigError(TTSStreamError, ValueError):
     """A configuration value (argument, CLI option or environment variable) is invalid."""
+
+
+class MissingDependencyError(ConfigError):
+    """What was asked needs an optional extra that is not installed (``--plot`` without
+    matplotlib); the message gives the ``pip install`` command."""
 
 
 class StateTransitionError(TTSStreamError, RuntimeError):

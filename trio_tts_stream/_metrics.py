@@ -11,6 +11,10 @@ Definitions (all times on trio's clock, relative to the moment the request was s
   device, sampled at every device block while playing.
 * ``decode_ms_mean`` / ``decode_ms_p95``: wall time of one decoder call per received chunk.
 * ``throughput_kbps``: body kilobits per second from first to last byte.
+* ``samples``: the playback's time series (bytes, audio decoded and played, buffer
+  level), one point at most every ``SAMPLE_INTERVAL_S`` of trio time; at most
+  ``MAX_SAMPLES`` are kept: when full, every other point is dropped and the interval
+  doubles, so a long playback costs the same memory as a 30 s one (it has coarser points).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ._format import AudioFormat
@@ -26,18 +32,32 @@ from ._vocabulary import Cause, Outcome, PlaybackState, Transition
 
 __all__ = [
     "DECODE_SAMPLE",
+    "MAX_EVENTS",
+    "MAX_SAMPLES",
+    "SAMPLE_INTERVAL_S",
     "STRETCH_POINTS",
     "MetricsRecorder",
+    "NetworkEvent",
     "OutputTotals",
     "PlaybackReport",
+    "Sample",
     "StretchEntry",
     "TimelineEntry",
+    "UtteranceSpan",
+    "combine_series",
 ]
 
 #: Decoder call times kept for the p95 (a reservoir sample beyond this many calls).
 DECODE_SAMPLE = 4096
 #: Most stretch-factor changes a report keeps (the timeline stays bounded).
 STRETCH_POINTS = 512
+#: Most time-series points a report keeps (when full: every other one is dropped and
+#: the interval doubles).
+MAX_SAMPLES = 2048
+#: Trio time between two time-series points at the start, seconds.
+SAMPLE_INTERVAL_S = 0.015
+#: Most network events (retries, reconnects, stalls) a report keeps.
+MAX_EVENTS = 256
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,60 @@ class StretchEntry:
 
     t_ms: float
     factor: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One point of a playback's time series, relative to the request.
+
+    Attributes:
+        t_ms: Milliseconds after the request was sent.
+        bytes_received: Body bytes received so far.
+        decoded_s: Seconds of audio decoded so far.
+        played_s: Seconds of this playback's audio the output consumed so far.
+        buffered_ms: Audio buffered ahead of the device (the whole output's ring).
+    """
+
+    t_ms: float
+    bytes_received: int
+    decoded_s: float
+    played_s: float
+    buffered_ms: float
+
+
+@dataclass(frozen=True)
+class NetworkEvent:
+    """A network event, relative to the request: when the playback noticed it (at the
+    next body byte or time-series point, within ``SAMPLE_INTERVAL_S`` or so).
+
+    Attributes:
+        t_ms: Milliseconds after the request was sent.
+        kind: ``"retry"`` (a request repeated before any audio), ``"reconnect"``
+            (after audio) or ``"stall"`` (a pause of at least ``stall_timeout_s``).
+    """
+
+    t_ms: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class UtteranceSpan:
+    """One utterance of a combined report (the CLI's ``say -``), on its time axis.
+
+    Attributes:
+        index: Its position, from 0.
+        start_ms: Its request, in ms after the first utterance's request.
+        end_ms: Its last state change (heard to the end, cancelled or failed).
+        outcome: How it ended.
+        timeline_entries: How many entries of the combined ``timeline`` are its own
+            (they come utterance by utterance, in order).
+    """
+
+    index: int
+    start_ms: float
+    end_ms: float
+    outcome: Outcome
+    timeline_entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,6 +199,19 @@ class PlaybackReport:
             ``STRETCH_POINTS`` changes are kept).
         format_choice: For a speaker with ``response_format="auto"``: the format asked
             for and why.
+        rebuffer_ms: The rebuffer threshold the first underrun waited for (or would
+            have).
+        rebuffer_thresholds_ms: The threshold each underrun waited for, in order (it
+            grows by ``underrun_growth``).
+        request_time: When the request was sent, on trio's clock (seconds): places the
+            reports of one run on one time axis.
+        samples: The time series of bytes, audio decoded and played and the buffer
+            level (:class:`Sample`; at most ``MAX_SAMPLES``, see :mod:`._metrics`).
+        network_events: Retries, reconnects and stalls with their times
+            (:class:`NetworkEvent`; at most ``MAX_EVENTS``). Underruns are in
+            ``timeline`` (cause ``underrun``).
+        utterances: For a combined report of several utterances (the CLI's ``say -``):
+            where each one lies on the time axis (:class:`UtteranceSpan`); else empty.
         text_heard: For a speaker's utterance, the part of its text that was heard:
             all of it when completed; when interrupted or cancelled, the characters
             whose share of the text equals the share of the audio heard, cut back to a
@@ -171,9 +258,17 @@ class PlaybackReport:
     jitter_ms: float | None = None
     stretch_timeline: tuple[StretchEntry, ...] = ()
     format_choice: str | None = None
+    rebuffer_ms: float | None = None
+    rebuffer_thresholds_ms: tuple[float, ...] = ()
+    request_time: float | None = None
+    samples: tuple[Sample, ...] = ()
+    network_events: tuple[NetworkEvent, ...] = ()
+    utterances: tuple[UtteranceSpan, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (enums as their values, timeline as a list of dicts)."""
+        """JSON-ready dict: enums as their values; ``timeline``, ``stretch_timeline``,
+        ``samples``, ``network_events`` and ``utterances`` as lists of dicts; tuples of
+        numbers as lists."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -186,10 +281,56 @@ class PlaybackReport:
                 ]
             elif f.name == "stretch_timeline":
                 value = [{"t_ms": round(e.t_ms, 3), "factor": round(e.factor, 4)} for e in value]
+            elif f.name == "samples":
+                value = [
+                    {
+                        "t_ms": round(p.t_ms, 3),
+                        "bytes_received": p.bytes_received,
+                        "decoded_s": round(p.decoded_s, 4),
+                        "played_s": round(p.played_s, 4),
+                        "buffered_ms": round(p.buffered_ms, 3),
+                    }
+                    for p in value
+                ]
+            elif f.name == "network_events":
+                value = [{"t_ms": round(e.t_ms, 3), "kind": e.kind} for e in value]
+            elif f.name == "utterances":
+                value = [
+                    {
+                        "index": u.index,
+                        "start_ms": round(u.start_ms, 3),
+                        "end_ms": round(u.end_ms, 3),
+                        "outcome": str(u.outcome),
+                        "timeline_entries": u.timeline_entries,
+                    }
+                    for u in value
+                ]
+            elif f.name == "rebuffer_thresholds_ms":
+                value = [round(v, 3) for v in value]
             elif isinstance(value, float):
                 value = round(value, 3)
             out[f.name] = value
         return out
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw this playback's timeline into ``path`` (``.png`` or ``.svg``): bytes
+        arriving, audio decoded and played, the buffer level against the start and
+        rebuffer thresholds, the states, underruns, reconnects and stalls, TTFB and first
+        audio (see :doc:`metrics`). Needs matplotlib (the ``plot`` extra); takes a
+        fraction of a second of CPU, so in a live trio program run it in a thread
+        (``trio.to_thread.run_sync(report.plot, path)``).
+
+        Returns:
+            The path written.
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed.
+            ConfigError: ``path`` does not end in ``.png`` or ``.svg``.
+            OSError: The file cannot be written.
+        """
+        from ._plot import plot_report
+
+        return plot_report(self, path)
 
 
 @dataclass(frozen=True)
@@ -258,6 +399,38 @@ class MetricsRecorder:
     #: (time, factor) at each change, at most STRETCH_POINTS of them.
     stretch_points: list[tuple[float, float]] = field(default_factory=list)
     format_choice: str | None = None
+    # -- time series (player): (time, bytes, decoded s, played s, buffered ms)
+    samples: list[tuple[float, int, float, float, float]] = field(default_factory=list)
+    #: The player records a point when trio's clock has reached this.
+    next_sample_at: float = -math.inf
+    sample_interval_s: float = SAMPLE_INTERVAL_S
+    #: (time, kind) of retries, reconnects and stalls, at most MAX_EVENTS.
+    events: list[tuple[float, str]] = field(default_factory=list)
+    _seen: tuple[int, int, int] = (0, 0, 0)  # retries, reconnects, stalls already noted
+
+    def on_sample(self, now: float, decoded_s: float, played_s: float, buffered_ms: float) -> None:
+        """One time-series point (the caller checks ``now >= next_sample_at`` first, so
+        a point costs nothing between intervals). At ``MAX_SAMPLES`` points every other
+        one is dropped and the interval doubles."""
+        self._note_network(now)
+        samples = self.samples
+        samples.append((now, self.bytes_received, decoded_s, played_s, buffered_ms))
+        self.next_sample_at = now + self.sample_interval_s
+        if len(samples) >= MAX_SAMPLES:
+            del samples[1::2]
+            self.sample_interval_s *= 2
+
+    def _note_network(self, now: float) -> None:
+        """Note the retries, reconnects and stalls counted since the last call."""
+        seen = self._seen
+        if seen == (self.retries, self.reconnects, self.stalls):
+            return
+        counts = (self.retries, self.reconnects, self.stalls)
+        for kind, before, count in zip(("retry", "reconnect", "stall"), seen, counts, strict=True):
+            for _ in range(max(0, count - before)):
+                if len(self.events) < MAX_EVENTS:
+                    self.events.append((now, kind))
+        self._seen = (self.retries, self.reconnects, self.stalls)
 
     def on_stretch(self, factor: float, now: float) -> None:
         """The stretch factor is ``factor`` from ``now`` on (kept when it changed by at
@@ -283,6 +456,8 @@ class MetricsRecorder:
             self.first_byte_time = now
         self.last_byte_time = now
         self.bytes_received += n
+        if self._seen != (self.retries, self.reconnects, self.stalls):
+            self._note_network(now)
 
     def on_decode(self, seconds: float) -> None:
         """One decoder call took ``seconds``."""
@@ -345,6 +520,8 @@ class MetricsRecorder:
         output: AudioFormat | None,
         totals: OutputTotals,
         transitions: list[Transition],
+        rebuffer_ms: float | None = None,
+        rebuffer_thresholds_ms: Sequence[float] = (),
     ) -> PlaybackReport:
         """The report of a finished playback.
 
@@ -357,6 +534,8 @@ class MetricsRecorder:
             output: The output's format (``None``: the output never opened).
             totals: What the output did with this playback's audio.
             transitions: The state machine's timeline.
+            rebuffer_ms: The rebuffer threshold it started with.
+            rebuffer_thresholds_ms: The threshold each underrun waited for.
         """
         rate = output.sample_rate if output else None
         audio_s = self.frames_decoded / decoded.sample_rate if decoded else 0.0
@@ -371,6 +550,7 @@ class MetricsRecorder:
         else:
             mode = "stream"
         decode_mean, decode_p95 = self.decode_ms()
+        base = self.request_time if self.request_time is not None else 0.0
         return PlaybackReport(
             outcome=outcome,
             error=error,
@@ -413,4 +593,80 @@ class MetricsRecorder:
                 StretchEntry(self.since_request_ms(t) or 0.0, f) for t, f in self.stretch_points
             ),
             format_choice=self.format_choice,
+            rebuffer_ms=rebuffer_thresholds_ms[0] if rebuffer_thresholds_ms else rebuffer_ms,
+            rebuffer_thresholds_ms=tuple(rebuffer_thresholds_ms),
+            request_time=self.request_time,
+            samples=tuple(
+                Sample((t - base) * 1000.0, b, d, p, level) for t, b, d, p, level in self.samples
+            ),
+            network_events=tuple(NetworkEvent((t - base) * 1000.0, k) for t, k in self.events),
         )
+
+
+def combine_series(
+    reports: Sequence[PlaybackReport], *, utterances: bool = False
+) -> dict[str, Any]:
+    """The time fields of one report made of ``reports`` (the parts of an utterance, or
+    a run's utterances), on the first one's time axis: the timelines and events
+    shifted by each report's request time, the samples merged (the counters summed, the
+    buffer level as each point saw the shared output), and with ``utterances`` one
+    :class:`UtteranceSpan` per report. Returns keyword arguments for
+    ``dataclasses.replace``."""
+    first = next((r.request_time for r in reports if r.request_time is not None), None)
+    offsets = [
+        (r.request_time - first) * 1000.0
+        if first is not None and r.request_time is not None
+        else 0.0
+        for r in reports
+    ]
+    timeline = tuple(
+        dataclasses.replace(e, t_ms=e.t_ms + o)
+        for r, o in zip(reports, offsets, strict=True)
+        for e in r.timeline
+    )
+    events = tuple(
+        NetworkEvent(e.t_ms + o, e.kind)
+        for r, o in zip(reports, offsets, strict=True)
+        for e in r.network_events
+    )[:MAX_EVENTS]
+    points = sorted(
+        (
+            (p.t_ms + o, i, p)
+            for i, (r, o) in enumerate(zip(reports, offsets, strict=True))
+            for p in r.samples
+        ),
+        key=lambda x: (x[0], x[1]),
+    )
+    last = [(0, 0.0, 0.0)] * len(reports)
+    total_b, total_d, total_p = 0, 0.0, 0.0
+    merged: list[Sample] = []
+    for t, i, p in points:
+        b, d, pl = last[i]
+        total_b += p.bytes_received - b
+        total_d += p.decoded_s - d
+        total_p += p.played_s - pl
+        last[i] = (p.bytes_received, p.decoded_s, p.played_s)
+        merged.append(Sample(t, total_b, total_d, total_p, p.buffered_ms))
+    if len(merged) > MAX_SAMPLES:
+        step = math.ceil(len(merged) / MAX_SAMPLES)
+        merged = merged[-1::-step][::-1]  # the last point stays
+    spans: tuple[UtteranceSpan, ...] = ()
+    if utterances:
+        spans = tuple(
+            UtteranceSpan(
+                i,
+                o,
+                o + max([e.t_ms for e in r.timeline] + [p.t_ms for p in r.samples[-1:]] + [0.0]),
+                r.outcome,
+                len(r.timeline),
+            )
+            for i, (r, o) in enumerate(zip(reports, offsets, strict=True))
+        )
+    return {
+        "timeline": timeline,
+        "network_events": events,
+        "samples": tuple(merged),
+        "utterances": spans,
+        "request_time": first,
+        "rebuffer_thresholds_ms": tuple(v for r in reports for v in r.rebuffer_thresholds_ms),
+    }

@@ -40,6 +40,7 @@ from ._http import Source, SpeechRequest, default_endpoint, shared_client
 from ._jitter import ArrivalJitter, StretchControl
 from ._metrics import MetricsRecorder, OutputTotals, PlaybackReport
 from ._resample import Resampler
+from ._ringbuffer import SinkStatistics
 from ._sinks import AudioSink, SoundDeviceSink
 from ._state import PlaybackController
 from ._timestretch import TimeStretcher
@@ -462,13 +463,29 @@ class Playback:
         if fmt is None or self._ctl.state is PlaybackState.DONE:
             return
         st = self._sink.statistics()
+        now = trio.current_time()
+        if now >= self._metrics.next_sample_at:
+            self._sample(st, now)
         self._apply(
             self._ctl.observe(
                 fmt.frames_to_ms(st.buffered),
                 full=st.buffered >= st.capacity,
                 underruns=st.underruns - self._underruns0,
-                now=trio.current_time(),
+                now=now,
             )
+        )
+
+    def _sample(self, st: SinkStatistics, now: float) -> None:
+        """One point of the report's time series (see ``MetricsRecorder.on_sample``)."""
+        fmt, out = self._fmt, self._out_fmt
+        if fmt is None or out is None:
+            return
+        played = max(0, min(st.frames_played - self._played0, self._written))
+        self._metrics.on_sample(
+            now,
+            self._metrics.frames_decoded / fmt.sample_rate,
+            played / out.sample_rate,
+            st.buffered * 1000 / out.sample_rate,
         )
 
     def _apply(self, gate: Gate | None) -> None:
@@ -486,6 +503,7 @@ class Playback:
         totals = self._totals()
         if self._out_fmt is not None:
             self._sink.unmark(self._start_pos)
+            self._sample(self._sink.statistics(), trio.current_time())  # the last point
         return self._metrics.report(
             outcome=self._ctl.machine.outcome or Outcome.CANCELLED,
             error=str(self._error) if self._error is not None else None,
@@ -495,6 +513,8 @@ class Playback:
             output=self._out_fmt,
             totals=totals,
             transitions=self._ctl.machine.timeline,
+            rebuffer_ms=self._ctl.rebuffer_ms,
+            rebuffer_thresholds_ms=self._ctl.thresholds,
         )
 
 

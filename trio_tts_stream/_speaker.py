@@ -67,7 +67,7 @@ from ._exceptions import (
 from ._format import FormatHint
 from ._http import Source, SpeechRequest, default_endpoint
 from ._jitter import ArrivalJitter
-from ._metrics import PlaybackReport
+from ._metrics import PlaybackReport, combine_series
 from ._player import Playback, _own_resources, default_playout
 from ._segment import Segmenter, split_text
 from ._sinkbase import AudioSink, BufferedSink
@@ -372,9 +372,11 @@ def _empty_report(outcome: Outcome) -> PlaybackReport:
     )
 
 
-def _combine(reports: list[PlaybackReport]) -> PlaybackReport:
-    """One report for the parts of an utterance: the first part's timings (TTFB, TTFA,
-    format), sums of the counters, and the worst outcome."""
+def _combine(reports: list[PlaybackReport], *, utterances: bool = False) -> PlaybackReport:
+    """One report for the parts of an utterance (or, with ``utterances``, for a run's
+    utterances, each an :class:`~._metrics.UtteranceSpan`): the first part's timings
+    (TTFB, TTFA, format), sums of the counters, the worst outcome, and the timelines and
+    time series on the first request's time axis."""
     first = reports[0]
     if len(reports) == 1:
         return first
@@ -401,7 +403,7 @@ def _combine(reports: list[PlaybackReport]) -> PlaybackReport:
         decode_errors=sum(r.decode_errors for r in reports),
         truncated=next((r.truncated for r in reports if r.truncated), None),
         longest_pause_ms=max(r.longest_pause_ms for r in reports),
-        timeline=tuple(e for r in reports for e in r.timeline),
+        **combine_series(reports, utterances=utterances),
     )
 
 

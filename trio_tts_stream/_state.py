@@ -42,7 +42,7 @@ from types import MappingProxyType
 from ._exceptions import StateTransitionError
 from ._vocabulary import Cause, Gate, Outcome, PlaybackState, Transition
 
-__all__ = ["TRANSITIONS", "PlaybackController", "PlaybackStateMachine"]
+__all__ = ["TRANSITIONS", "PlaybackController", "PlaybackStateMachine", "transitions_dot"]
 
 
 _S = PlaybackState
@@ -64,6 +64,42 @@ del _state
 
 #: (state, cause) -> next state, read-only. Anything absent is illegal.
 TRANSITIONS = MappingProxyType(_TABLE)
+
+#: Most rebuffer thresholds a controller remembers (one per underrun).
+_THRESHOLDS_KEPT = 512
+
+
+def transitions_dot() -> str:
+    """:data:`TRANSITIONS` as a Graphviz ``digraph`` (the docs draw it at build time, so
+    the picture is the table): one edge per (state, cause) pair, labelled with the
+    cause; ``DONE`` appears once per outcome."""
+    lines = [
+        "digraph playback_states {",
+        '  rankdir=LR; bgcolor="transparent";',
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
+
+    def node(state: PlaybackState, cause: Cause) -> str:
+        if state is PlaybackState.DONE:
+            return f"done_{_OUTCOMES[cause].value}"
+        return str(state.value)
+
+    for state in PlaybackState:
+        if state is not PlaybackState.DONE:
+            lines.append(f'  {state.value} [label="{state.name}"];')
+    for outcome in Outcome:
+        label = f"DONE ({outcome.value})"
+        lines.append(f'  done_{outcome.value} [label="{label}", fillcolor="#f1f1f1"];')
+    for (source, cause), target in TRANSITIONS.items():
+        stop = cause in (Cause.CANCELLED, Cause.FAILED)
+        style = ', style=dashed, color="#888888", fontcolor="#666666"' if stop else ""
+        lines.append(
+            f'  {node(source, cause)} -> {node(target, cause)} [label="{cause.value}"{style}];'
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
 
 #: The gate each state wants. ``REBUFFERING`` keeps ``RUNNING``: the consumer paused
 #: itself when it ran dry (see :mod:`._ringbuffer`), and re-setting the gate resumes it.
@@ -154,6 +190,8 @@ class PlaybackController:
         self.max_ms = max_ms
         #: Underrun events fired (the output's own count is what :meth:`observe` reads).
         self.underruns = 0
+        #: The rebuffer threshold each underrun waited for (at most 512 kept).
+        self.thresholds: list[float] = []
         self._output_underruns = 0
 
     @property
@@ -211,6 +249,8 @@ class PlaybackController:
             self.underruns += 1
             if self.underruns > 1:
                 self.rebuffer_ms = min(self.max_ms, self.rebuffer_ms * self.growth)
+            if len(self.thresholds) < _THRESHOLDS_KEPT:
+                self.thresholds.append(self.rebuffer_ms)
             return Cause.UNDERRUN
         return None
 
