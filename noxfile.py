@@ -93,17 +93,61 @@ def docs(session: nox.Session) -> None:
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
+BENCH_DATA = Path("docs/_bench_data")
+"""The bench session's results (committed): the charts are drawn from them."""
+BENCH_CHARTS = Path("docs/_static/bench")
+"""The charts in docs/benchmarks.rst (committed)."""
+
+
+def _json_arg(args: list[str]) -> Path | None:
+    """The path of a ``--json PATH`` (or ``--json=PATH``) among run.py's arguments."""
+    for i, arg in enumerate(args):
+        if arg == "--json" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--json="):
+            return Path(arg.removeprefix("--json="))
+    return None
+
+
 @nox.session(python=TYPING_PYTHON)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``nox -s bench -- ARGS`` passes ARGS to benchmarks/run.py),
     then the speaker's (benchmarks/speaker.py, at the PulseAudio monitor), exact vs
     adaptive playout (benchmarks/playout.py, at the monitor), the segmenters' and
     time stretchers' comparisons (benchmarks/segmenters.py, benchmarks/stretchers.py) and
-    many concurrent streams in one process (benchmarks/load.py)."""
-    session.install(".[formats,espeak]", *TEST_DEPS, "pysbd", "sentencex", "audiotsm", "pytsmod")
-    session.run("python", "benchmarks/run.py", *session.posargs)
-    session.run("python", "benchmarks/speaker.py")
-    session.run("python", "benchmarks/playout.py")
+    many concurrent streams in one process (benchmarks/load.py); last, the charts
+    (benchmarks/charts.py).
+
+    Each script's results go to docs/_bench_data/ as JSON (run.py's to ``--json PATH``
+    if given) and the charts to docs/_static/bench/, both committed. A partial run
+    (``--quick`` or ``--only``) writes both to the session's tmp directory instead, so
+    that it cannot replace the committed numbers."""
+    session.install(
+        ".[formats,espeak,plot]", *TEST_DEPS, "pysbd", "sentencex", "audiotsm", "pytsmod"
+    )
+    args = list(session.posargs)
+    partial = any(a == "--quick" or a.startswith("--only") for a in args)
+    data = Path(session.create_tmp()) / "bench_data" if partial else BENCH_DATA
+    charts = data / "charts" if partial else BENCH_CHARTS
+    run_json = _json_arg(args)
+    if run_json is None:
+        run_json = data / "run.json"
+        args = ["--json", str(run_json), *args]
+    session.run("python", "benchmarks/run.py", *args)
+    session.run("python", "benchmarks/speaker.py", "--json", str(data / "speaker.json"))
+    session.run("python", "benchmarks/playout.py", "--json", str(data / "playout.json"))
     session.run("python", "benchmarks/segmenters.py")
     session.run("python", "benchmarks/stretchers.py")
     session.run("python", "benchmarks/load.py")
+    session.run("python", "benchmarks/startup.py")
+    session.run("python", "benchmarks/device_faults.py")
+    session.run(
+        "python",
+        "benchmarks/charts.py",
+        "--data",
+        str(data),
+        "--run-json",
+        str(run_json),
+        "--out",
+        str(charts),
+    )

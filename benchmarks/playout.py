@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/playout.py`` (needs pulseaudio, parec and PortAudio; the rig of
 tests/_audio_rig.py starts a private daemon; about 5 minutes). Prints a markdown table and
-a last line ``RESULT <json>``.
+a last line ``RESULT <json>`` (with the core count, the date and the load average);
+``--json PATH`` also writes that JSON to ``PATH`` (``benchmarks/charts.py`` draws it).
 
 ``StreamConfig(playout="exact", buffer_ms=150)`` starts once 150 ms are buffered;
 ``playout="adaptive"`` starts after the largest decoded block plus one output block and
@@ -34,13 +35,16 @@ Measured per utterance:
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -343,8 +347,10 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     return markdown_table(headers, rows)
 
 
-async def main() -> None:
+async def main() -> dict[str, Any]:
+    """Measure, print the report and the RESULT line; return the results."""
     began = time.perf_counter()
+    load_start = os.getloadavg()[0]
     text = text_for_seconds(TEXT_SECONDS)
     seconds = audio_seconds(text)
     tone = synthesize_tone(text)
@@ -395,6 +401,9 @@ async def main() -> None:
                 ]
                 summaries.append({"condition": label, "format": fmt, "mode": mode, **summary(runs)})
     result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+        "cpus": os.cpu_count(),
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         "text_chars": len(text),
         "audio_s": seconds,
         "ttfb_ms": TTFB_MS,
@@ -408,7 +417,23 @@ async def main() -> None:
         ],
     }
     print("RESULT " + json.dumps(result, separators=(",", ":")))
+    return result
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Exact vs adaptive playout, at the monitor.")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def write_json(result: dict[str, Any], path: Path | None) -> None:
+    """Write ``result`` to ``path`` (if given) as JSON."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    json_path = parse_args().json
+    write_json(trio.run(main), json_path)

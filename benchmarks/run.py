@@ -1010,6 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.json is not None:
         data = {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
             "plan": asdict(plan),
             "sections": list(sections),
             "versions": versions,

@@ -1,7 +1,9 @@
 """The speaker's benchmark, judged at the PulseAudio monitor (what a listener hears).
 
 Run: ``python benchmarks/speaker.py`` (needs pulseaudio, parec and PortAudio; the rig of
-tests/_audio_rig.py starts a private daemon). Prints a markdown report:
+tests/_audio_rig.py starts a private daemon). Prints a markdown report, then a last line
+``RESULT <json>`` (every measured value, the core count, the date and the load average);
+``--json PATH`` also writes that JSON to ``PATH`` (``benchmarks/charts.py`` draws it):
 
 * gap between queued utterances: the speaker vs sequential ``Player.speak`` calls;
 * interrupt-to-silence: from ``interrupt()`` to the last non-zero sample the null sink
@@ -16,12 +18,16 @@ Server: ``python -m trio_tts_stream serve`` in another process, tone engine, TTF
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
+import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +214,24 @@ def fmt(values: list[float]) -> str:
     )
 
 
-async def main() -> None:
+def _spread(values: list[float]) -> dict[str, Any] | None:
+    """Median, min, max and the values, for the JSON (``None`` if nothing was measured)."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return None
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+        "n": len(values),
+        "values": [round(v, 2) for v in values],
+    }
+
+
+async def main() -> dict[str, Any]:
+    """Measure, print the report and the RESULT line; return the results."""
+    began = time.perf_counter()
+    load_start = os.getloadavg()[0]
     print(f"# Speaker benchmark ({os.cpu_count()} cores)\n")
     with open_audio_rig() as rig, ServerProcess(ttfb_ms=300, realtime_factor=2) as server:
         url = server.base_url
@@ -249,7 +272,41 @@ async def main() -> None:
         f"{load['cpu_ms_per_audio_s']:.1f} ms of CPU per audio second, "
         f"{load['underruns']} underruns"
     )
+    result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+        "cpus": os.cpu_count(),
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
+        "wall_s": round(time.perf_counter() - began, 1),
+        "server": {"ttfb_ms": 300, "realtime_factor": 2},
+        "queued_gap_speaker_ms": _spread(speaker_gaps),
+        "queued_gap_player_ms": _spread(player_gaps),
+        "interrupt_monitor_ms": _spread([r["monitor_ms"] for r in runs]),
+        "interrupt_library_ms": _spread([r["library_ms"] for r in runs]),
+        "interrupt_step_ratio_max": round(max(r["step_ratio"] for r in runs), 3),
+        "token_to_audio_ms": _spread(lags),
+        "cache_miss_ms": _spread(misses),
+        "cache_hit_ms": _spread(hits),
+        "many_speakers": {k: round(v, 2) for k, v in load.items()},
+    }
+    line = json.dumps(result, separators=(",", ":"))
+    print("RESULT " + line)
+    return result
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The speaker's benchmark, at the monitor.")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def write_json(result: dict[str, Any], path: Path | None) -> None:
+    """Write ``result`` to ``path`` (if given) as JSON."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    json_path = parse_args().json
+    write_json(trio.run(main), json_path)

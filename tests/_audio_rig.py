@@ -806,6 +806,11 @@ class ParecRecorder:
             self._thread.join()
         return err.decode(errors="replace").strip()
 
+    def peek(self) -> npt.NDArray[np.int16]:
+        """The samples recorded so far; the recorder keeps running."""
+        data = b"".join(list(self._chunks))
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
+
     def catch_up(self, seconds: float = 0.05, timeout: float = 5.0) -> None:
         """Wait until ``parec`` has delivered ``seconds`` of audio beyond what it had
         delivered at the call: what was rendered before the call is then recorded, however

@@ -1,5 +1,5 @@
 """``python -m trio_tts_stream``: see :mod:`trio_tts_stream._cli`."""
 
-from ._cli import main
+from ._cli import run
 
-raise SystemExit(main())
+run()

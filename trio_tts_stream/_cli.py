@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import json
 import os
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, TextIO
+from contextlib import asynccontextmanager, nullcontext, suppress
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import trio
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-from ._cache import PhraseCache
+# Only what every command needs is imported here: ``say`` sends its request first and
+# loads the player (numpy, the decoders), PortAudio and the output while it is in
+# flight; the test server, its encoders and PyAV load only for ``serve``, the embedded
+# voice or a compressed format (tests/test_cli_startup.py pins it).
 from ._config import StreamConfig
 from ._exceptions import (
     AudioDeviceError,
@@ -33,20 +38,16 @@ from ._exceptions import (
     TTSStreamError,
     unwrap_single_exception,
 )
-from ._http import SpeechRequest, default_endpoint
-from ._metrics import PlaybackReport
-from ._player import Playback, PlaybackStatistics, default_playout, open_playback
-from ._sinks import (
-    BufferedSink,
-    NullSink,
-    SoundDeviceSink,
-    WavFileSink,
-    import_sounddevice,
-    portaudio_errors,
-)
-from ._speaker import SpeakerStatistics, _combine, open_speaker
+from ._stderr import quiet_native_chatter
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from ._http import SpeechRequest
+    from ._metrics import PlaybackReport
+    from ._player import Playback, PlaybackStatistics
+    from ._sinks import BufferedSink
+    from ._speaker import SpeakerStatistics
+
+__all__ = ["build_parser", "main", "run"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_HTTP, EXIT_NETWORK, EXIT_DECODE, EXIT_DEVICE = range(7)
 EXIT_INTERRUPTED = 130
@@ -81,8 +82,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to document the CLI)."""
+def build_parser(*, serve_options: bool = True) -> argparse.ArgumentParser:
+    """The argument parser (also used to document the CLI). ``serve_options=False``
+    leaves out the ``serve`` command's options, whose choices come from the test server
+    (importing it loads PyAV): :func:`main` builds them only for ``serve``."""
     parser = argparse.ArgumentParser(
         prog="python -m trio_tts_stream",
         description="Play text-to-speech audio while it downloads.",
@@ -220,9 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime-factor 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from .server._serve_cli import add_serve_arguments
+    if serve_options:
+        from .server._serve_cli import add_serve_arguments
 
-    add_serve_arguments(serve)
+        add_serve_arguments(serve)
 
     sub.add_parser(
         "devices",
@@ -298,6 +302,9 @@ def _stats_table(report: PlaybackReport) -> str:
 
     rows = [
         ("outcome", fmt(report.outcome.value)),
+        ("launch -> request sent", fmt(report.launch_ms, " ms")),
+        ("request -> device ready", fmt(report.device_ready_ms, " ms")),
+        ("first byte -> first sound", fmt(report.first_byte_to_audio_ms, " ms")),
         ("mode", fmt(report.mode)),
         ("format", f"{report.format} {fmt(report.sample_rate)} Hz, {fmt(report.channels)} ch"),
         ("time to first byte", fmt(report.ttfb_ms, " ms")),
@@ -333,7 +340,10 @@ DEFAULT_OUTPUT = "speech.wav"
 
 
 def _no_speaker_reason() -> str | None:
-    """Why the default output device cannot be used, or ``None`` when it can."""
+    """Why the default output device cannot be used, or ``None`` when it can (imports
+    sounddevice, which starts PortAudio: run it in a thread)."""
+    from ._portaudio import import_sounddevice, portaudio_errors
+
     try:
         sd = import_sounddevice()
     except AudioDeviceError:
@@ -357,18 +367,24 @@ def _with_playout(
     """``--playout``, or its default (``default_playout``): adaptive for pcm and wav
     on a sound device (first sound 2-4 times sooner; docs/benchmarks.rst), the config's
     for compressed formats, a file or the null sink (exact samples)."""
+    from ._player import default_playout
+
     if args.playout is not None:
         return config.replace(playout=args.playout)
     return default_playout(config, sink, args.response_format)
 
 
-def _make_sink(args: argparse.Namespace, config: StreamConfig) -> BufferedSink:
+async def _make_sink(args: argparse.Namespace, config: StreamConfig) -> BufferedSink:
+    """The output the options ask for; checking the default device (PortAudio's start)
+    runs in a thread, so that a request already sent is read meanwhile."""
+    from ._sinks import NullSink, SoundDeviceSink, WavFileSink
+
     if args.output:
         return WavFileSink(args.output, buffer_s=config.max_buffer_s)
     if args.null:
         return NullSink(buffer_s=config.max_buffer_s)
     device: int | str | None = args.device
-    if device is None and (reason := _no_speaker_reason()) is not None:
+    if device is None and (reason := await trio.to_thread.run_sync(_no_speaker_reason)):
         # No speaker: still give the user the speech, in a file.
         print(
             f"note: {reason}; writing the speech to {DEFAULT_OUTPUT} instead "
@@ -412,7 +428,39 @@ async def _embedded_server(args: argparse.Namespace) -> AsyncIterator[str | None
         yield server.base_url
 
 
+def _launch_time() -> float | None:
+    """When this process was started, on :func:`time.perf_counter`'s clock (Linux:
+    ``/proc/self/stat``, in clock ticks: 10 ms resolution), or ``None`` when unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return time.perf_counter() - age if 0 <= age < 3600 else None
+
+
+async def _say_timed(args: argparse.Namespace) -> PlaybackReport:
+    """``say``, with the report's ``launch_ms`` (process launch -> request sent)."""
+    launched = _launch_time()
+    offset = time.perf_counter() - trio.current_time()  # trio's clock -> perf_counter
+    report = await _say(args)
+    if launched is None or report.request_time is None:
+        return report
+    launch_ms = (report.request_time + offset - launched) * 1000
+    return dataclasses.replace(report, launch_ms=launch_ms)
+
+
+def _load_player() -> None:
+    """Import what playing needs beyond the request (numpy, the decoders, the player, the
+    sinks): in a thread, while the request is in flight."""
+    from . import _player, _sinks  # noqa: F401
+
+
 async def _say(args: argparse.Namespace) -> PlaybackReport:
+    from ._http import SpeechRequest, default_endpoint
+
     config = StreamConfig.from_env(
         streaming=False if args.no_stream else None,
         buffer_ms=args.buffer_ms,
@@ -439,6 +487,7 @@ async def _say(args: argparse.Namespace) -> PlaybackReport:
                 embedded_url or args.base_url, args.api_key or None
             )
             if args.text == "-" or args.cache_dir:
+                await trio.to_thread.run_sync(_load_player)
                 return await _speak(args, text, config, verify, base_url, api_key)
             request = SpeechRequest(
                 input=text,
@@ -460,18 +509,34 @@ async def _play(
     config: StreamConfig,
     verify: ssl.SSLContext | bool,
 ) -> PlaybackReport:
-    with unwrap_single_exception():
-        sink = _make_sink(args, config)
-        config = _with_playout(args, config, sink)
-        async with (
-            sink,
-            open_playback(request, sink=sink, config=config, verify=verify) as playback,
-        ):
-            if sys.stderr.isatty():
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_show_status, playback, sys.stderr)
-                    await playback.wait()
-                    nursery.cancel_scope.cancel()
+    """Send the request first (an :class:`~._http.EarlyRequest`); while it is in flight,
+    load the player and PortAudio and open the output (the player's pre-open), so the
+    device is running when the first bytes arrive."""
+    from ._http import EarlyRequest, shared_client
+
+    early = EarlyRequest(request, client=shared_client(verify), config=config)
+    try:
+        with unwrap_single_exception():
+            async with trio.open_nursery() as requests:
+                requests.start_soon(early.run)
+                await trio.to_thread.run_sync(_load_player)
+                from ._player import _open_playback
+
+                sink = await _make_sink(args, config)
+                config = _with_playout(args, config, sink)
+                async with (
+                    sink,
+                    _open_playback(
+                        request, sink=sink, config=config, verify=verify, early=early
+                    ) as playback,
+                ):
+                    if sys.stderr.isatty():
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(_show_status, playback, sys.stderr)
+                            await playback.wait()
+                            nursery.cancel_scope.cancel()
+    finally:
+        await early.aclose()
     return playback.report
 
 
@@ -494,8 +559,11 @@ async def _speak(
     api_key: str | None,
 ) -> PlaybackReport:
     """``say -`` and ``--cache-dir``: through a speaker, sentence by sentence."""
+    from ._cache import PhraseCache
+    from ._speaker import _combine, open_speaker
+
     cache = PhraseCache(directory=args.cache_dir) if args.cache_dir else None
-    sink = _make_sink(args, config)
+    sink = await _make_sink(args, config)
     with unwrap_single_exception():
         async with (
             sink,
@@ -551,6 +619,8 @@ def _speaker_table(stats: SpeakerStatistics) -> str:
 
 def _devices() -> int:
     """List the output devices; a PortAudio failure is one ``AudioDeviceError`` line."""
+    from ._portaudio import import_sounddevice, portaudio_errors
+
     sd = import_sounddevice()
     with portaudio_errors(
         "cannot list the audio devices",
@@ -615,7 +685,9 @@ def _write_plot(args: argparse.Namespace, report: PlaybackReport) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    # The top-level parser has no option but -h: the command is the first word.
+    parser = build_parser(serve_options=bool(words) and words[0] == "serve")
     args = parser.parse_args(argv)
     try:
         if args.command == "devices":
@@ -626,7 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(run_serve, args)
             return EXIT_OK
         _check_plot(args)
-        report = trio.run(_say, args)
+        on_device = not (getattr(args, "output", None) or getattr(args, "null", False))
+        with quiet_native_chatter() if on_device else nullcontext():
+            report = trio.run(_say_timed, args)
         plotted = _write_plot(args, report)
     except TTSStreamError as exc:
         if args.command == "say" and getattr(args, "json", False) and exc.report is not None:
@@ -655,6 +729,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             table += f"\nplot written to {plotted}"
         print(table, file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
+
+
+def run() -> NoReturn:
+    """The command's entry point: :func:`main`, then exit with its status.
+
+    After a hung sound server PortAudio may hold a stream it could not stop (see
+    :func:`~._portaudio.abandoned_streams`); the C libraries' exit handlers could then
+    block or crash on it, so the process then ends at once, output flushed.
+    """
+    code = main()
+    portaudio = sys.modules.get(f"{__package__}._portaudio")  # loaded only if it played
+    if portaudio is not None and portaudio.abandoned_streams():
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -39,7 +39,7 @@ import trio
 from ._config import StreamConfig
 from ._exceptions import ResumeMismatchError, SourceError, StreamTimeout
 from ._format import AudioFormat, Block, FormatHint
-from ._http import ByteStream, Source, SpeechRequest, open_byte_stream
+from ._http import ByteStream, EarlyRequest, Source, SpeechRequest, open_byte_stream
 from ._metrics import MetricsRecorder
 from ._retry import RetryPolicy, RetryState, give_up_message
 from ._stall import StallPolicy, StallWatch
@@ -73,9 +73,11 @@ class _Download:
         recorder: MetricsRecorder,
         hint: FormatHint,
         tap: BodyTap | None = None,
+        early: EarlyRequest | None = None,
     ) -> None:
         self.source = source
         self.tap = tap
+        self.early = early  # the first attempt's request, already sent
         self.send = send_channel
         self.client = client
         self.config = config
@@ -107,7 +109,8 @@ class _Download:
     async def run(self) -> None:
         limit = self.config.first_audio_timeout_s
         if limit is not None:
-            self.first_audio.deadline = trio.current_time() + limit
+            sent = self.recorder.request_time
+            self.first_audio.deadline = (trio.current_time() if sent is None else sent) + limit
         with self.first_audio:
             await self._run()
         if self.first_audio.cancelled_caught:
@@ -165,12 +168,14 @@ class _Download:
 
     async def _attempt(self) -> None:
         resume_from = self.decoder.resume_offset if self.accepts_ranges else 0
+        early, self.early = self.early, None
         async with open_byte_stream(
             self.source,
             client=self.client,
             config=self.config,
             resume_from=resume_from,
             etag=self.etag,
+            early=early,
         ) as stream:
             self.shown_url = stream.url or self.shown_url
             continues = bool(resume_from) and stream.range_start == resume_from
@@ -250,13 +255,16 @@ async def run_download(
     recorder: MetricsRecorder,
     hint: FormatHint,
     tap: BodyTap | None = None,
+    early: EarlyRequest | None = None,
 ) -> None:
     """Download ``source``, decode it and send the format, then blocks, to the channel.
 
     In streaming mode blocks are sent as they are decoded; otherwise they are held until
     the body is complete (``config.streaming=False``). Network trouble is retried and
     resumed (see the module docstring). Closes ``send_channel`` at the end; fills in
-    ``recorder``. ``tap``, if given, sees every body chunk as it is read.
+    ``recorder``. ``tap``, if given, sees every body chunk as it is read. ``early``: the
+    source's request, already sent (:class:`~._http.EarlyRequest`): the first attempt
+    reads its response, and the request's time is when it was sent.
 
     Raises:
         SourceError: The source failed for good (after what was received was sent on).
@@ -264,7 +272,8 @@ async def run_download(
         DecodeError: The bytes could not be decoded, incrementally or whole.
     """
     async with send_channel:
-        recorder.on_request(trio.current_time())
+        sent = early.sent_at if early is not None else None
+        recorder.on_request(trio.current_time() if sent is None else sent)
         await _Download(
             source,
             send_channel,
@@ -273,4 +282,5 @@ async def run_download(
             recorder=recorder,
             hint=hint,
             tap=tap,
+            early=early,
         ).run()

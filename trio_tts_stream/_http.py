@@ -51,6 +51,7 @@ from ._exceptions import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "ByteStream",
+    "EarlyRequest",
     "Source",
     "SpeechRequest",
     "default_endpoint",
@@ -351,6 +352,114 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _prepare(
+    source: SpeechRequest | str,
+    client: httpx.AsyncClient,
+    config: StreamConfig,
+    resume_from: int,
+    etag: str | None,
+) -> tuple[httpx.Request, str, str | None]:
+    """The request for ``source``, the URL to show (no credentials or query), the key."""
+    if isinstance(source, SpeechRequest):
+        url = source.url
+        headers = {"Accept": "text/event-stream" if source.stream_format == "sse" else "*/*"}
+        if source.api_key:
+            headers["Authorization"] = f"Bearer {source.api_key}"
+        warn_plain_http_key(url, source.api_key)
+        with map_http_errors(url):
+            request = client.build_request("POST", url, json=source.json_body(), headers=headers)
+        api_key = source.api_key
+    else:
+        url = source
+        get_headers = {}
+        if resume_from > 0:
+            get_headers["Range"] = f"bytes={resume_from}-"
+            if etag:
+                get_headers["If-Range"] = etag
+        with map_http_errors(url):
+            request = client.build_request("GET", url, headers=get_headers)
+        api_key = None
+    shown_url = str(request.url.copy_with(username=None, password=None, query=None))
+    # The body's pauses are the download loop's to judge (see _stall): httpx's own
+    # read timeout would cut a pause the loop means to ride out. The wait for the
+    # response headers is bounded here instead.
+    request.extensions["timeout"] = httpx.Timeout(
+        config.read_timeout_s, connect=config.connect_timeout_s, read=None
+    ).as_dict()
+    return request, shown_url, api_key
+
+
+class EarlyRequest:
+    """A request sent before the playback that reads it exists: the CLI's fast start.
+
+    ``nursery.start_soon(early.run)`` sends it at once (the response's headers are
+    awaited there, bounded like any attempt's); the playback's download then takes it as
+    its first attempt (``open_playback(..., early=early)``) instead of sending it again,
+    so the request is in flight while the player's modules load and the device opens.
+    A failure is raised, as :func:`open_byte_stream` would raise it, by the attempt that
+    takes it (and retried like any). :meth:`aclose` releases a response nobody took.
+
+    Args:
+        source: What to request (a :class:`SpeechRequest` or a URL to ``GET``).
+        client: The client to send it with (the one the playback will use).
+        config: The timeouts.
+    """
+
+    def __init__(
+        self, source: SpeechRequest | str, *, client: httpx.AsyncClient, config: StreamConfig
+    ) -> None:
+        self.source = source
+        self.client = client
+        self.config = config
+        #: When sending began (trio's clock), once :meth:`run` started.
+        self.sent_at: float | None = None
+        self._done = trio.Event()
+        self._prepared: tuple[httpx.Request, str, str | None] | None = None
+        self._response: httpx.Response | None = None
+        self._error: Exception | None = None
+        self._timed_out = False
+        self._taken = False
+
+    async def run(self) -> None:
+        """Send the request and wait for the response's headers (never raises: a failure
+        is kept for the attempt that takes it)."""
+        self.sent_at = trio.current_time()
+        try:
+            self._prepared = request, _, _ = _prepare(
+                self.source, self.client, self.config, 0, None
+            )
+            limit = self.config.connect_timeout_s + self.config.read_timeout_s
+            with trio.move_on_after(limit) as wait:
+                self._response = await self.client.send(request, stream=True)
+            self._timed_out = wait.cancelled_caught
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def take(
+        self,
+    ) -> tuple[tuple[httpx.Request, str, str | None], httpx.Response | None, Exception | None]:
+        """Wait for the response: ((request, shown URL, key), the response or ``None``
+        when it timed out, what sending raised). Raises what preparing it raised."""
+        if self._taken:
+            raise RuntimeError("an early request is taken once")
+        self._taken = True
+        await self._done.wait()
+        if self._prepared is None:
+            if self._error is not None:
+                raise self._error  # already one of ours (see _prepare)
+            raise NetworkError("the request was cancelled before it was sent")
+        return self._prepared, None if self._timed_out else self._response, self._error
+
+    async def aclose(self) -> None:
+        """Close the response if no playback took it."""
+        response, self._response = self._response, None
+        if response is not None and not self._taken:
+            with trio.CancelScope(shield=True):
+                await response.aclose()
+
+
 @asynccontextmanager
 async def open_byte_stream(
     source: Source,
@@ -359,45 +468,30 @@ async def open_byte_stream(
     config: StreamConfig,
     resume_from: int = 0,
     etag: str | None = None,
+    early: EarlyRequest | None = None,
 ) -> AsyncIterator[ByteStream]:
     """Open ``source`` and yield its body as chunks of at most ``config.chunk_size``.
 
     For a GET URL, ``resume_from > 0`` asks for ``Range: bytes=N-`` (with ``If-Range``
     when an ``etag`` is known); check :attr:`ByteStream.range_start` before trusting it.
+    ``early``: the request of this source already sent (:class:`EarlyRequest`; only for
+    a first attempt): its response is used instead of sending again.
     """
     if isinstance(source, (SpeechRequest, str)):
-        if isinstance(source, SpeechRequest):
-            url = source.url
-            headers = {"Accept": "text/event-stream" if source.stream_format == "sse" else "*/*"}
-            if source.api_key:
-                headers["Authorization"] = f"Bearer {source.api_key}"
-            warn_plain_http_key(url, source.api_key)
-            with map_http_errors(url):
-                request = client.build_request(
-                    "POST", url, json=source.json_body(), headers=headers
-                )
-            api_key = source.api_key
+        response: httpx.Response | None = None
+        failed: Exception | None = None
+        if early is not None:
+            (request, shown_url, api_key), response, failed = await early.take()
         else:
-            url = source
-            get_headers = {}
-            if resume_from > 0:
-                get_headers["Range"] = f"bytes={resume_from}-"
-                if etag:
-                    get_headers["If-Range"] = etag
-            with map_http_errors(url):
-                request = client.build_request("GET", url, headers=get_headers)
-            api_key = None
-        shown_url = str(request.url.copy_with(username=None, password=None, query=None))
-        # The body's pauses are the download loop's to judge (see _stall): httpx's own
-        # read timeout would cut a pause the loop means to ride out. The wait for the
-        # response headers is bounded here instead.
-        request.extensions["timeout"] = httpx.Timeout(
-            config.read_timeout_s, connect=config.connect_timeout_s, read=None
-        ).as_dict()
+            request, shown_url, api_key = _prepare(source, client, config, resume_from, etag)
         with map_http_errors(shown_url):
-            with trio.move_on_after(config.connect_timeout_s + config.read_timeout_s) as wait:
-                response = await client.send(request, stream=True)
-            if wait.cancelled_caught:
+            if failed is not None:
+                raise failed
+            if early is None:
+                limit = config.connect_timeout_s + config.read_timeout_s
+                with trio.move_on_after(limit):
+                    response = await client.send(request, stream=True)
+            if response is None:
                 raise StreamTimeout(
                     f"no response from {shown_url} in "
                     f"{config.connect_timeout_s + config.read_timeout_s:g} s; check the "

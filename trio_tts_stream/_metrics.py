@@ -6,6 +6,9 @@ Definitions (all times on trio's clock, relative to the moment the request was s
 * ``ttfa_ms``: request sent -> first sample *heard*: for :class:`SoundDeviceSink` the
   callback's ``outputBufferDacTime - currentTime`` estimates when the block reaches the
   DAC; for :class:`NullSink` and :class:`WavFileSink`, when the sample is consumed.
+* Start-up phases: ``launch_ms`` (process launch -> request sent, the CLI's),
+  ``device_ready_ms`` (request sent -> output running: the player opens it while the
+  request is in flight) and ``first_byte_to_audio_ms`` (``ttfa_ms - ttfb_ms``).
 * ``underruns`` / ``underrun_ms``: times the output ran dry while playing, and the
   silence that caused. ``buffer_ms_avg`` / ``buffer_ms_min``: audio buffered ahead of the
   device, sampled at every device block while playing.
@@ -210,6 +213,14 @@ class PlaybackReport:
         network_events: Retries, reconnects and stalls with their times
             (:class:`NetworkEvent`; at most ``MAX_EVENTS``). Underruns are in
             ``timeline`` (cause ``underrun``).
+        launch_ms: Process launch -> request sent, for the CLI's ``say`` (the process's
+            start time as the OS keeps it: 10 ms resolution on Linux); ``None``
+            elsewhere.
+        device_ready_ms: Request sent -> the output running (opened while the request
+            is in flight; 0 when it already was): below ``ttfb_ms``, the device waited
+            for the audio, not the audio for the device.
+        first_byte_to_audio_ms: First body byte -> first sample heard
+            (``ttfa_ms - ttfb_ms``): decoding, buffering and the device's latency.
         utterances: For a combined report of several utterances (the CLI's ``say -``):
             where each one lies on the time axis (:class:`UtteranceSpan`); else empty.
         text_heard: For a speaker's utterance, the part of its text that was heard:
@@ -264,6 +275,9 @@ class PlaybackReport:
     samples: tuple[Sample, ...] = ()
     network_events: tuple[NetworkEvent, ...] = ()
     utterances: tuple[UtteranceSpan, ...] = ()
+    launch_ms: float | None = None
+    device_ready_ms: float | None = None
+    first_byte_to_audio_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: enums as their values; ``timeline``, ``stretch_timeline``,
@@ -367,6 +381,8 @@ class MetricsRecorder:
 
     # -- the request and its bytes (download loop)
     request_time: float | None = None
+    #: When the output was running (the player; trio's clock).
+    device_ready_time: float | None = None
     first_byte_time: float | None = None
     last_byte_time: float | None = None
     bytes_received: int = 0
@@ -551,6 +567,9 @@ class MetricsRecorder:
             mode = "stream"
         decode_mean, decode_p95 = self.decode_ms()
         base = self.request_time if self.request_time is not None else 0.0
+        ttfb_ms = self.since_request_ms(self.first_byte_time)
+        ttfa_ms = self.since_request_ms(totals.first_heard)
+        device_ms = self.since_request_ms(self.device_ready_time)
         return PlaybackReport(
             outcome=outcome,
             error=error,
@@ -560,8 +579,8 @@ class MetricsRecorder:
             sample_rate=decoded.sample_rate if decoded else None,
             channels=decoded.channels if decoded else None,
             buffer_ms=buffer_ms,
-            ttfb_ms=self.since_request_ms(self.first_byte_time),
-            ttfa_ms=self.since_request_ms(totals.first_heard),
+            ttfb_ms=ttfb_ms,
+            ttfa_ms=ttfa_ms,
             underruns=totals.underruns,
             underrun_ms=totals.underrun_frames * 1000 / rate if rate else 0.0,
             buffer_ms_avg=buffer_avg,
@@ -600,6 +619,10 @@ class MetricsRecorder:
                 Sample((t - base) * 1000.0, b, d, p, level) for t, b, d, p, level in self.samples
             ),
             network_events=tuple(NetworkEvent((t - base) * 1000.0, k) for t, k in self.events),
+            device_ready_ms=None if device_ms is None else max(0.0, device_ms),
+            first_byte_to_audio_ms=None
+            if ttfa_ms is None or ttfb_ms is None
+            else ttfa_ms - ttfb_ms,
         )
 
 

@@ -12,7 +12,16 @@ Theory of operation
   an underrun when ``rebuffer_ms`` is; at end of stream it lets the sink drain and waits
   until the last frame has been *heard*;
 * a **watcher** that wakes whenever the audio consumer reports something (an underrun,
-  room, a stamped mark) so the state timeline is right even while the network is silent.
+  room, a stamped mark) so the state timeline is right even while the network is silent;
+* the **pre-open** (:meth:`Playback._preopen`): a sound device (:class:`SoundDeviceSink`)
+  is opened while the request is in flight, at the format the request names (headerless
+  ``pcm``: OpenAI's 24 kHz mono; other formats: the same rate, when soxr is there to
+  resample), so that it is running when the first bytes arrive rather than being opened
+  on the path to first audio. When the stream's format turns out to differ, the audio is
+  resampled (and its channels mapped) rather than the device reopened. Files, the null
+  sink and custom sinks open on the first decoded format, as before (exact samples at the
+  stream's own rate), unless their format is fixed (``samplerate=`` and ``channels=``).
+  An output already open (a speaker's) is ready at once.
 
 A download failure does not tear the nursery down: the error is kept, the audio
 already received is played out, and then the error is raised (outcome ``failed``).
@@ -22,7 +31,9 @@ device block is silence; the HTTP response is closed on the way out.
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -34,14 +45,14 @@ import trio
 from ._adaptive import AdaptiveBuffering
 from ._config import StreamConfig
 from ._download import BodyTap, run_download
-from ._exceptions import TTSStreamError, unwrap_single_exception
+from ._exceptions import AudioDeviceError, TTSStreamError, unwrap_single_exception
 from ._format import AudioFormat, Block, FormatHint
-from ._http import Source, SpeechRequest, default_endpoint, shared_client
+from ._http import EarlyRequest, Source, SpeechRequest, default_endpoint, shared_client
 from ._jitter import ArrivalJitter, StretchControl
 from ._metrics import MetricsRecorder, OutputTotals, PlaybackReport
 from ._resample import Resampler
 from ._ringbuffer import SinkStatistics
-from ._sinks import AudioSink, SoundDeviceSink
+from ._sinks import AudioSink, SoundDeviceSink, import_sounddevice
 from ._state import PlaybackController
 from ._timestretch import TimeStretcher
 from ._vocabulary import Cause, Gate, Outcome, PlaybackState
@@ -100,8 +111,13 @@ class Playback:
         jitter: ArrivalJitter | None = None,
         format_choice: str | None = None,
         started: float | None = None,
+        early: EarlyRequest | None = None,
     ) -> None:
         self._source = source
+        self._early = early  # the request, already sent (the CLI's fast start)
+        # The output's pre-open (see _preopen): done, or what it raised.
+        self._preopened: trio.Event | None = None
+        self._preopen_error: AudioDeviceError | None = None
         self._sink = sink
         self._config = config
         self._client = client
@@ -128,6 +144,9 @@ class Playback:
         self._played0 = 0
         self._error: TTSStreamError | None = None
         self._report: PlaybackReport | None = None
+        #: What the output did with our audio, kept when the output failed: a recovered
+        #: sink counts a new device's frames, not ours.
+        self._final_totals: OutputTotals | None = None
         self._fade_ms = fade_ms
         self._lead_frames_s = lead_silence_s
         self._tap = tap
@@ -186,7 +205,8 @@ class Playback:
         out = self._out_fmt
         rate = out.sample_rate if out else self._hint.sample_rate
         totals = self._totals()
-        buffered = self._sink.statistics().buffered if out is not None else 0
+        live = out is not None and self._final_totals is None
+        buffered = self._sink.statistics().buffered if live else 0
         return PlaybackStatistics(
             state=self._ctl.state,
             buffered_ms=buffered * 1000 / rate,
@@ -201,6 +221,8 @@ class Playback:
         """What the output did with this playback's audio so far."""
         if self._out_fmt is None:
             return OutputTotals()
+        if self._final_totals is not None:
+            return self._final_totals
         st = self._sink.statistics()
         return OutputTotals(
             frames_played=max(0, min(st.frames_played - self._played0, self._written)),
@@ -227,23 +249,33 @@ class Playback:
     async def _run(self, turn: trio.Event | None = None) -> None:
         """Download at once; play once ``turn`` is set (a speaker's prefetch)."""
         send, receive = trio.open_memory_channel[AudioFormat | Block](self._config.queue_blocks)
+        output_failed = False
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._download, send)
-                    nursery.start_soon(self._watch)
-                    if turn is not None:
-                        await turn.wait()
-                    await self._playback(receive)
-                    nursery.cancel_scope.cancel()
+                try:
+                    with unwrap_single_exception():
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._download, send)
+                            nursery.start_soon(self._watch)
+                            nursery.start_soon(self._preopen, turn is not None)
+                            if turn is not None:
+                                await turn.wait()
+                            await self._playback(receive)
+                            nursery.cancel_scope.cancel()
+                except AudioDeviceError as exc:
+                    # The output failed (or could not open): the playback fails with the
+                    # report of what was heard until then.
+                    self._error, output_failed = exc, True
         finally:
             now = trio.current_time()
             self.all_written.set()
             if self._ctl.state is not PlaybackState.DONE:
                 if self._out_fmt is not None:  # only our own audio is dropped
                     self._sink.abort(self._fade_ms)
-                self._ctl.stop(Cause.CANCELLED, now)
+                self._ctl.stop(Cause.FAILED if output_failed else Cause.CANCELLED, now)
             self._report = self._build_report()
+            if self._out_fmt is not None and getattr(self._sink, "failed", None) is not None:
+                self._final_totals = self._totals()
             self._done.set()
         if self._error is not None:
             self._error.report = self._report
@@ -259,6 +291,7 @@ class Playback:
                 recorder=self._metrics,
                 hint=self._hint,
                 tap=self._tap,
+                early=self._early,
             )
         except TTSStreamError as exc:
             self._error = exc
@@ -307,12 +340,59 @@ class Playback:
             await self._sink.wait_changed()
             self._update()
 
+    def _preopen_format(self) -> AudioFormat | None:
+        """The format to open the output at before the response is here, or ``None`` to
+        wait for the decoded format (see the module docstring)."""
+        sink, hint = self._sink, self._hint
+        want = AudioFormat(hint.sample_rate, hint.channels)
+        if getattr(sink, "samplerate", None) and getattr(sink, "channels", None):
+            return want  # the sink's own format is fixed: it opens at that anyway
+        if not isinstance(sink, SoundDeviceSink):
+            return None  # a file or a clock: cheap to open, and exact at the stream's rate
+        if hint.name == "pcm" or hint.sse or importlib.util.find_spec("soxr") is not None:
+            # A listener: resample a stream at another rate rather than open late.
+            return want
+        return None
+
+    async def _preopen(self, prefetch: bool = False) -> None:
+        """Open the output while the request is in flight (the download task sends it
+        meanwhile): PortAudio's start-up and the device's open leave the path to first
+        audio. A failure is kept and raised where the output would have been opened.
+        A speaker's prefetch (``prefetch``) never opens: the output is the one its
+        utterance before opens."""
+        sink = self._sink
+        if getattr(sink, "audio_format", None) is not None:  # already running
+            self._metrics.device_ready_time = trio.current_time()
+            return
+        fmt = None if prefetch else self._preopen_format()
+        if fmt is None:
+            return
+        self._preopened = done = trio.Event()
+        try:
+            if isinstance(sink, SoundDeviceSink) and "sounddevice" not in sys.modules:
+                # Importing sounddevice initializes PortAudio (tens of ms, in C): in a
+                # thread, so the trio thread sends the request meanwhile.
+                await trio.to_thread.run_sync(import_sounddevice)
+            await sink.open(await sink.output_format_for(fmt))
+            self._metrics.device_ready_time = trio.current_time()
+        except AudioDeviceError as exc:
+            self._preopen_error = exc
+        finally:
+            done.set()
+
     async def _open_sink(self, fmt: AudioFormat) -> None:
         sink = self._sink
+        if self._preopened is not None:
+            await self._preopened.wait()
+            if self._preopen_error is not None:
+                raise self._preopen_error
+        # Pre-opened: the open output keeps its format and the stream is resampled.
         out = await sink.output_format_for(fmt)
         if out.sample_rate != fmt.sample_rate:
             self._resampler = Resampler(fmt.sample_rate, out.sample_rate, fmt.channels)
         await sink.open(out)
+        if self._metrics.device_ready_time is None:
+            self._metrics.device_ready_time = trio.current_time()
         self._fmt, self._out_fmt = fmt, out
         if self._adaptive:
             # Start as soon as the output can play two blocks (the one it is about to
@@ -501,7 +581,7 @@ class Playback:
 
     def _build_report(self) -> PlaybackReport:
         totals = self._totals()
-        if self._out_fmt is not None:
+        if self._out_fmt is not None and self._final_totals is None:
             self._sink.unmark(self._start_pos)
             self._sample(self._sink.statistics(), trio.current_time())  # the last point
         return self._metrics.report(
@@ -594,6 +674,34 @@ async def open_playback(
         TTSStreamError: The source, the decoder or the device failed (after playing the
             audio that did arrive); the exception's ``report`` holds the report.
     """
+    async with _open_playback(
+        source,
+        sink=sink,
+        config=config,
+        client=client,
+        verify=verify,
+        response_format=response_format,
+        sample_rate=sample_rate,
+        channels=channels,
+    ) as playback:
+        yield playback
+
+
+@asynccontextmanager
+async def _open_playback(
+    source: Source,
+    *,
+    sink: AudioSink | None = None,
+    config: StreamConfig | None = None,
+    client: httpx.AsyncClient | None = None,
+    verify: ssl.SSLContext | bool = True,
+    response_format: str | None = None,
+    sample_rate: int = 24000,
+    channels: int = 1,
+    early: EarlyRequest | None = None,
+) -> AsyncIterator[Playback]:
+    """:func:`open_playback`, and ``early``: the request of ``source``, already sent
+    with ``client`` (the CLI's fast start): the playback's time starts when it was."""
     config = config if config is not None else StreamConfig.from_env()
     sse = False
     if isinstance(source, SpeechRequest):
@@ -602,9 +710,17 @@ async def open_playback(
         sse = source.stream_format == "sse"
     hint = FormatHint(response_format, sample_rate, channels, sse)
     started = trio.current_time()  # the timings count getting a client and a sink
+    if early is not None and early.sent_at is not None:
+        started = early.sent_at
     async with _own_resources(sink, client, config, verify) as (sink, client):
         playback = Playback(
-            source, sink=sink, config=config, client=client, hint=hint, started=started
+            source,
+            sink=sink,
+            config=config,
+            client=client,
+            hint=hint,
+            started=started,
+            early=early,
         )
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:

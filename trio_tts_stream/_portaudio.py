@@ -25,7 +25,44 @@ from ._format import AudioFormat
 from ._ringbuffer import Playout
 from ._sinkbase import BufferedSink
 
-__all__ = ["DeviceCallback", "SoundDeviceSink", "import_sounddevice", "portaudio_errors"]
+__all__ = [
+    "DeviceCallback",
+    "SoundDeviceSink",
+    "abandoned_streams",
+    "import_sounddevice",
+    "portaudio_errors",
+]
+
+STOP_TIMEOUT_S = 1.0
+"""Longest wait for PortAudio to stop and close a stream. A sound server that hangs
+(rather than dies) blocks ``Pa_StopStream`` until it answers again: past this, the stream
+is abandoned (see :func:`abandoned_streams`)."""
+
+_ABANDONED: list[Any] = []
+
+
+def abandoned_streams() -> int:
+    """How many PortAudio streams this process gave up stopping (a hung sound server).
+
+    Their stop calls are still blocked in PortAudio's threads, so the exit handler of
+    sounddevice, which would wait for them too, is unregistered when the first one is
+    abandoned; a program that must exit at once afterwards (the CLI) calls
+    :func:`os._exit` after flushing its output, since the C libraries' own exit
+    handlers may still trip over the blocked stream.
+    """
+    return len(_ABANDONED)
+
+
+def _abandon(stream: Any) -> None:
+    import atexit
+
+    if not _ABANDONED:
+        sd = sys.modules.get("sounddevice")
+        handler = getattr(sd, "_exit_handler", None)
+        if handler is not None:
+            atexit.unregister(handler)
+    _ABANDONED.append(stream)
+
 
 _LIST_HINT = "List devices with `python -m trio_tts_stream devices`, or use --output FILE.wav."
 _NO_PORTAUDIO = (
@@ -68,7 +105,24 @@ def portaudio_errors(doing: str, hint: str = _LIST_HINT) -> Iterator[None]:
             isinstance(portaudio_error, type) and isinstance(exc, portaudio_error)
         ):
             raise
-        raise AudioDeviceError(f"{doing}: {_one_line(exc)}. {hint}") from exc
+        tail = f" {hint}" if hint else ""
+        raise AudioDeviceError(f"{doing}: {_one_line(exc)}.{tail}") from exc
+
+
+def _output_devices(sd: ModuleType) -> str:
+    """`` The output devices here: 0 'tap', 1 'pulse'.`` (or that there are none), for a
+    message about a device that does not exist."""
+    try:
+        devices = [
+            f"{i} {str(d['name'])!r}"
+            for i, d in enumerate(sd.query_devices())
+            if int(d["max_output_channels"]) > 0
+        ]
+    except Exception:  # the list is a courtesy: never hide the real error behind it
+        return " " + _LIST_HINT
+    if not devices:
+        return " There is no output device here; use --output FILE.wav."
+    return f" The output devices here: {', '.join(devices)} (or use --output FILE.wav)."
 
 
 def import_sounddevice() -> ModuleType:
@@ -172,6 +226,10 @@ class SoundDeviceSink(BufferedSink):
 
     #: A listener is there: an underrun fades out and back in over 5 ms (no click).
     underrun_fade_ms = 5.0
+    #: PortAudio calls back every block (10 ms) while the stream runs: half a second
+    #: without a callback is a device or sound server that stopped (see
+    #: :mod:`._watchdog` for how the figure was chosen).
+    consumer_timeout_s: float | None = 0.5
 
     def __init__(
         self,
@@ -220,8 +278,11 @@ class SoundDeviceSink(BufferedSink):
                 return want
             except AudioDeviceError:
                 pass  # not as it is: take the device's own rate, and fewer channels
-            with portaudio_errors(f"no usable audio output device {device!r}"):
-                info = sd.query_devices(device, "output")
+            try:
+                with portaudio_errors(f"no usable audio output device {device!r}", hint=""):
+                    info = sd.query_devices(device, "output")
+            except AudioDeviceError as exc:
+                raise AudioDeviceError(f"{exc}{_output_devices(sd)}") from exc.__cause__
             rate = self.samplerate or int(info["default_samplerate"])
             channels = min(want.channels, int(info["max_output_channels"])) or 1
             return AudioFormat(rate, channels)
@@ -240,6 +301,17 @@ class SoundDeviceSink(BufferedSink):
         playout.wake = wake_soon
         callback = DeviceCallback(playout, self.block_frames)
 
+        def ended() -> None:  # trio thread
+            if self._playout is playout and self._stream is not None:
+                self._fail(
+                    "the audio output stopped: PortAudio ended the stream (the device "
+                    "or the sound server went away)"
+                )
+
+        def finished() -> None:  # PortAudio's thread, also after our own stop()
+            with suppress(trio.RunFinishedError):
+                token.run_sync_soon(ended)
+
         def start() -> Any:
             stream = sd.RawOutputStream(
                 samplerate=fmt.sample_rate,
@@ -249,6 +321,7 @@ class SoundDeviceSink(BufferedSink):
                 blocksize=self.block_frames,
                 latency=self.latency,
                 callback=callback,
+                finished_callback=finished,
             )
             try:
                 stream.start()
@@ -277,5 +350,14 @@ class SoundDeviceSink(BufferedSink):
             finally:
                 stream.close()
 
-        with trio.CancelScope(shield=True), portaudio_errors("cannot stop the audio output"):
-            await trio.to_thread.run_sync(stop)
+        failed = self.failed is not None
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(STOP_TIMEOUT_S) as waited:
+                try:
+                    with portaudio_errors("cannot stop the audio output"):
+                        await trio.to_thread.run_sync(stop, abandon_on_cancel=True)
+                except AudioDeviceError:
+                    if not failed:
+                        raise  # a stream that failed may fail to stop too
+            if waited.cancelled_caught:
+                _abandon(stream)

@@ -278,6 +278,9 @@ class Playout:
         self.refill_frames = max(1, min(capacity // 4, sample_rate // 10))
         #: When the end of the last consumed frame is heard (consumer's clock).
         self.heard_until = float("-inf")
+        #: When the consumer last ran (``now`` of the latest :meth:`fill`; its clock):
+        #: what a sink's watchdog looks at.
+        self.last_fill = float("-inf")
         self.reset_level()
         # Marks: frame position -> time it is heard (NaN until stamped). Fixed arrays so
         # the consumer never allocates.
@@ -447,6 +450,7 @@ class Playout:
             now: The consumer's clock when ``out`` starts to be produced.
             latency: Seconds from ``now`` until the first frame of ``out`` is heard.
         """
+        self.last_fill = now
         n = len(out)
         gen = self.gate_gen  # read the generation before the gate (see class docstring)
         gate = self.gate

@@ -16,6 +16,7 @@ import trio
 from ._exceptions import AudioDeviceError, ConfigError, unwrap_single_exception
 from ._format import AudioFormat, Block, float_to_int16
 from ._ringbuffer import Gate, Playout, SinkStatistics
+from ._watchdog import ConsumerWatchdog
 
 __all__ = ["AudioSink", "BufferedSink"]
 
@@ -133,6 +134,15 @@ class BufferedSink(AudioSink):
     * ``_to_trio_time(t)`` (optional): convert the consumer's ``now`` clock (what it
       passes to ``fill``) to trio's clock (default: the identity, for a consumer that
       passes ``trio.current_time()``).
+    * ``consumer_timeout_s`` (optional class attribute): a consumer that can stop on its
+      own (a device) sets it; the sink then watches it (:class:`~._watchdog.
+      ConsumerWatchdog`) and fails after that long without a ``fill``. A subclass that
+      learns otherwise that its output ended calls :meth:`_fail`.
+
+    **Failure.** Once the output has failed (:attr:`failed`: the watchdog, or the
+    subclass said so), every wait and write raises :class:`AudioDeviceError` with the
+    reason, so no playback waits forever for frames a dead device will never play.
+    :meth:`recover` releases the failed output; the next :meth:`open` starts a new one.
 
     :class:`~trio_tts_stream.NullSink` is the smallest complete example.
 
@@ -159,6 +169,10 @@ class BufferedSink(AudioSink):
     #: fade the consumer keeps that many frames in reserve while playing: a block that
     #: would leave less is where the gap starts.
     underrun_fade_ms: float = 0.0
+    #: Seconds without a consumer run (a ``fill``), while open, after which the output
+    #: counts as stopped (:attr:`failed`); ``None``: not watched (a consumer on trio's
+    #: own clock cannot stop by itself). :class:`SoundDeviceSink` sets 0.5.
+    consumer_timeout_s: float | None = None
 
     def __init__(
         self,
@@ -194,6 +208,8 @@ class BufferedSink(AudioSink):
         self._hold: tuple[bool, float] = (False, 0.0)  # hold() before open()
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
+        self._failure: AudioDeviceError | None = None
+        self._watch_scope: trio.CancelScope | None = None
 
     # -- context manager -------------------------------------------------------
 
@@ -223,8 +239,82 @@ class BufferedSink(AudioSink):
         if self._closed:
             return
         self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        """Stop the watchdog and the consumer."""
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+            self._watch_scope = None
         if self._playout is not None:
             await self._stop_consumer()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    # -- failure -----------------------------------------------------------------
+
+    @property
+    def failed(self) -> AudioDeviceError | None:
+        """Why the output stopped, if it did (see the class docstring); ``None`` while
+        it works."""
+        return self._failure
+
+    def _fail(self, reason: str) -> None:
+        """The output stopped (trio thread): every wait and write raises
+        ``AudioDeviceError(reason)`` from now on, until :meth:`recover`."""
+        if self._failure is None and not self._closed:
+            self._failure = AudioDeviceError(reason)
+            self._on_wake()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            # A new exception each time: several tasks may raise it at once.
+            raise AudioDeviceError(str(self._failure))
+
+    async def recover(self) -> None:
+        """After a failure (:attr:`failed`), release the failed output so that the next
+        :meth:`open` starts a new one, on the device as it is now (a restarted sound
+        server, a headset plugged in again). Audio still buffered is lost. Does nothing
+        while the output works.
+
+        Raises:
+            AudioDeviceError: The sink is closed.
+        """
+        if self._closed:
+            raise AudioDeviceError("the sink is closed; create a new one")
+        if self._failure is None:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._release()
+        finally:
+            self._playout = None
+            self._fmt = None
+            self._failure = None
+
+    async def _watch_consumer(
+        self, scope: trio.CancelScope, playout: Playout, limit_s: float
+    ) -> None:
+        """Fail the output once its consumer has not run for ``limit_s`` (until
+        ``scope`` is cancelled)."""
+        dog = ConsumerWatchdog(limit_s)
+        dog.started(trio.current_time())
+        with scope:
+            await self._watch_loop(dog, playout)
+
+    async def _watch_loop(self, dog: ConsumerWatchdog, playout: Playout) -> None:
+        while self._playout is playout and self._failure is None:
+            await trio.sleep(dog.period_s)
+            last = playout.last_fill
+            idle = dog.look(
+                trio.current_time(),
+                self._to_trio_time(last) if last != float("-inf") else last,
+            )
+            if idle is not None and self._playout is playout:
+                self._fail(
+                    f"the audio output stopped: no audio callback for {idle:.1f} s "
+                    "(the device or the sound server stopped responding)"
+                )
 
     # -- format ----------------------------------------------------------------
 
@@ -254,6 +344,7 @@ class BufferedSink(AudioSink):
     async def open(self, fmt: AudioFormat) -> None:
         if self._closed:
             raise AudioDeviceError("the sink is closed; create a new one")
+        self._check()
         if self._stack is None:
             name = type(self).__name__
             raise AudioDeviceError(
@@ -268,7 +359,7 @@ class BufferedSink(AudioSink):
                     f"cannot switch the output from {self._fmt} to {fmt} while audio is "
                     "still buffered; wait for it to be heard first"
                 )
-            await self._stop_consumer()
+            await self._release()
         capacity = max(1, math.ceil(self.buffer_s * fmt.sample_rate))
         self._playout = Playout(capacity, fmt.channels, fmt.sample_rate, self.dtype)
         self._playout.set_underrun_fade(round(self.underrun_fade_ms * fmt.sample_rate / 1000))
@@ -284,6 +375,10 @@ class BufferedSink(AudioSink):
             self._fmt = None
             self._playout = None
             raise
+        timeout = self.consumer_timeout_s
+        if timeout is not None and self._nursery is not None:
+            self._watch_scope = scope = trio.CancelScope()
+            self._nursery.start_soon(self._watch_consumer, scope, self._playout, timeout)
 
     def _require(self) -> Playout:
         if self._playout is None:
@@ -312,6 +407,7 @@ class BufferedSink(AudioSink):
 
     def write_some(self, block: Block) -> int:
         playout = self._require()
+        self._check()
         if playout.ring.free == 0 or len(block) == 0:
             return 0
         n = playout.ring.write(self._convert(block[: playout.ring.free]))
@@ -322,15 +418,19 @@ class BufferedSink(AudioSink):
         playout = self._require()
         room = playout.refill_frames
         while playout.ring.free < room:
+            self._check()
             event = self._changed
             playout.want_space = True
             if playout.ring.free >= room:  # consumed between the check and the flag
                 break
             await event.wait()
+        self._check()
         await trio.lowlevel.checkpoint()
 
     async def wait_changed(self) -> None:
+        self._check()
         await self._changed.wait()
+        self._check()
 
     def _on_wake(self) -> None:
         """Runs on the trio thread when the consumer asked for attention: wakes every
@@ -396,6 +496,7 @@ class BufferedSink(AudioSink):
             await trio.lowlevel.checkpoint()
             return trio.current_time()
         while playout.fading:
+            self._check()
             await self._changed.wait()
         await trio.lowlevel.checkpoint()
         t = playout.heard_until
@@ -437,6 +538,7 @@ class BufferedSink(AudioSink):
                     break
                 if playout.gate is Gate.PAUSED:
                     raise AudioDeviceError("the output is paused; the frames will not be heard")
+                self._check()
                 await self._changed.wait()
             end = self._to_trio_time(t) + 1 / playout.sample_rate
             await trio.sleep_until(end)

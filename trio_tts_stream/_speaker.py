@@ -58,16 +58,18 @@ from ._cache import CacheStatistics, Flight, PhraseCache, cache_key
 from ._config import StreamConfig
 from ._decoders import available_formats
 from ._exceptions import (
+    AudioDeviceError,
     BadRequestError,
     ConfigError,
     TTSStreamError,
     UnsupportedFormatError,
     unwrap_single_exception,
 )
-from ._format import FormatHint
+from ._format import AudioFormat, FormatHint
 from ._http import Source, SpeechRequest, default_endpoint
 from ._jitter import ArrivalJitter
 from ._metrics import PlaybackReport, combine_series
+from ._outage import DeviceOutage, Reopening
 from ._player import Playback, _own_resources, default_playout
 from ._segment import Segmenter, split_text
 from ._sinkbase import AudioSink, BufferedSink
@@ -87,6 +89,8 @@ __all__ = [
 #: Characters per second assumed for the part of an utterance not yet decoded when it
 #: is interrupted (used only to estimate how much of its text was heard).
 _CHARS_PER_S = 15.0
+#: Outages a speaker remembers (:attr:`Speaker.outages`); older ones are only counted.
+_MAX_OUTAGES = 32
 
 
 class SpeakerClosedError(TTSStreamError):
@@ -128,6 +132,8 @@ class SpeakerStatistics:
         interrupt_to_silence_ms: From the latest ``interrupt()`` to the end of the last
             frame heard (the fade included), on the output's clock.
         cache: The phrase cache's counters, if there is a cache.
+        outages: Times the output failed (:attr:`Speaker.outages` has each).
+        outage_s: Their total length, of those that ended.
     """
 
     queued: int
@@ -143,6 +149,8 @@ class SpeakerStatistics:
     interrupts: int
     interrupt_to_silence_ms: float | None
     cache: CacheStatistics | None
+    outages: int = 0
+    outage_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,17 @@ class Interruption:
     silence_ms: float | None
 
 
+@dataclass
+class _Outage:
+    """The outage going on (see :class:`DeviceOutage`)."""
+
+    started_at: float
+    reason: str
+    format: AudioFormat | None
+    attempts: int = 0
+    resumed: set[Utterance] = dataclasses.field(default_factory=set)
+
+
 class _Part:
     """One request of an utterance."""
 
@@ -176,6 +195,10 @@ class _Part:
         self.request = request
         self.playback: Playback | None = None
         self.auto_format = False  # response_format="auto": the speaker picks per request
+        #: The output failed under it: the part ends here and what is left of its text
+        #: is a new part after it (or it is requeued whole if nothing was heard).
+        self.held = False
+        self.heard_text: str | None = None  # of a held part: what was heard before
 
 
 class Utterance:
@@ -249,7 +272,7 @@ class Utterance:
         self._cancel_requested = True
         started = False
         for part in self._parts:
-            if part.playback is not None:
+            if part.playback is not None and not part.playback._done.is_set():
                 part.playback.cancel()
                 started = True
         if not started:
@@ -260,6 +283,32 @@ class Utterance:
     def _mark_playing(self) -> None:
         if self._state is UtteranceState.QUEUED:
             self._state = UtteranceState.PLAYING
+
+    def _hold_part(self, part: _Part, remainder: str | None) -> _Part | None:
+        """The output failed under ``part``: keep what was heard of it and return a new
+        part for the rest of its text (``remainder``; ``None``: all of it, nothing was
+        heard, the part is replaced), or ``None`` if nothing is left to say."""
+        index = self._parts.index(part)
+        if remainder is None:
+            new = _Part(self, part.index, part.request)
+            self._parts[index] = new
+        elif remainder.strip():
+            part.held = True
+            new = _Part(self, part.index, dataclasses.replace(part.request, input=remainder))
+            self._parts.insert(index + 1, new)
+        else:
+            part.held = True
+            return None
+        new.auto_format = part.auto_format
+        return new
+
+    def _fail(self, error: TTSStreamError) -> None:
+        """Fail it now (held over an outage that did not end)."""
+        if self._done.is_set():
+            return
+        self._error = error
+        self._cancel_requested = True
+        self._finish()
 
     def _part_ended(self, part: _Part, error: TTSStreamError | None) -> None:
         if error is not None and self._error is None and not self._cancel_requested:
@@ -277,8 +326,16 @@ class Utterance:
     def _finish(self) -> None:
         if self._done.is_set():
             return
-        reports = [p.playback.report for p in self._parts if p.playback is not None]
+        reports = [
+            dataclasses.replace(p.playback.report, outcome=Outcome.COMPLETED, error=None)
+            if p.held
+            else p.playback.report
+            for p in self._parts
+            if p.playback is not None
+        ]
         report = _combine(reports) if reports else _empty_report(Outcome.CANCELLED)
+        if self._cancel_requested and any(p.held for p in self._parts):
+            report = dataclasses.replace(report, outcome=Outcome.CANCELLED)  # not resumed
         if self._error is not None:
             report = dataclasses.replace(report, outcome=Outcome.FAILED, error=str(self._error))
         report = dataclasses.replace(report, text_heard=self._text_heard())
@@ -323,28 +380,41 @@ class Utterance:
 
     def _text_heard(self) -> str:
         """Time alignment: each part's share of its text heard is its share of audio
-        heard; the not-yet-decoded rest of a part is estimated at 15 characters/s."""
+        heard (see :func:`_part_heard`)."""
         heard: list[str] = []
         for part in self._parts:
-            pb = part.playback
-            text = part.request.input
-            if pb is None or pb._out_fmt is None:
-                break
-            played = pb._totals().frames_played
-            rate = pb._out_fmt.sample_rate
-            total = pb.decoded_frames + pb.stretched_frames  # what the output carries
-            if not pb.download_complete:  # the rest is not decoded: estimate it
-                total = max(total, round(len(text) / _CHARS_PER_S * rate))
-            if total <= 0 or played <= 0:
-                break
-            if played >= total:
-                heard.append(text)
+            if part.held:  # the output failed under it; the rest is the next part
+                heard.append(part.heard_text or "")
                 continue
-            cut = round(len(text) * played / total)
-            space = text.rfind(" ", 0, cut + 1)
-            heard.append(text[: space if space > 0 else cut].rstrip())
-            break
+            got = _part_heard(part)
+            if got is None:
+                break
+            heard.append(got[0])
+            if not got[1]:
+                break
         return " ".join(h for h in heard if h)
+
+
+def _part_heard(part: _Part) -> tuple[str, bool] | None:
+    """What was heard of a part's text, cut back to a word boundary, and whether it was
+    heard to its end; ``None`` if none of it was. The part's share of text heard is its
+    share of audio heard; the not-yet-decoded rest is estimated at 15 characters/s."""
+    pb = part.playback
+    text = part.request.input
+    if pb is None or pb._out_fmt is None:
+        return None
+    played = pb._totals().frames_played
+    rate = pb._out_fmt.sample_rate
+    total = pb.decoded_frames + pb.stretched_frames  # what the output carries
+    if not pb.download_complete:  # the rest is not decoded: estimate it
+        total = max(total, round(len(text) / _CHARS_PER_S * rate))
+    if total <= 0 or played <= 0:
+        return None
+    if played >= total:
+        return text, True
+    cut = round(len(text) * played / total)
+    space = text.rfind(" ", 0, cut + 1)
+    return text[: space if space > 0 else cut].rstrip(), False
 
 
 def _empty_report(outcome: Outcome) -> PlaybackReport:
@@ -424,6 +494,7 @@ class Speaker:
         max_chars: int,
         cache: PhraseCache | None,
         text_filter: Callable[[], TextFilter] | None,
+        device_retry_s: float = 30.0,
     ) -> None:
         self.sink = sink
         self.config = config
@@ -440,6 +511,12 @@ class Speaker:
         self.cache = cache
         self._text_filter = text_filter
         self._queue: deque[_Part] = deque()
+        self.device_retry_s = device_retry_s
+        self._inflight: list[_Part] = []  # started by the conveyor, not ended, in order
+        self._held: list[_Part] = []  # to play first once the output is back, in order
+        self._outage: _Outage | None = None  # the outage going on
+        self._held_now: set[_Part] = set()  # in flight when it began: held when they end
+        self._outages: deque[DeviceOutage] = deque(maxlen=_MAX_OUTAGES)
         self._streams: set[trio.CancelScope] = set()  # running say_stream calls
         self._queue_changed = trio.Event()
         self._active: list[Utterance] = []  # said, not finished
@@ -459,6 +536,8 @@ class Speaker:
         self._gap_max = 0.0
         self._interrupts = 0
         self._i2s: float | None = None
+        self._outage_count = 0
+        self._outage_s = 0.0
 
     def __repr__(self) -> str:  # never the key
         return (
@@ -636,6 +715,7 @@ class Speaker:
         for scope in self._streams:  # a say_stream in progress stops too
             scope.cancel()
         self._queue.clear()
+        self._held.clear()
         self.sink.abort(self.fade_ms)
         for utt in dropped:
             utt.cancel()
@@ -677,7 +757,15 @@ class Speaker:
             interrupts=self._interrupts,
             interrupt_to_silence_ms=self._i2s,
             cache=self.cache.statistics() if self.cache is not None else None,
+            outages=self._outage_count,
+            outage_s=self._outage_s,
         )
+
+    @property
+    def outages(self) -> list[DeviceOutage]:
+        """The output's outages (the latest 32), oldest first, the one going on last."""
+        ongoing = [self._outage_record()] if self._outage is not None else []
+        return [*self._outages, *ongoing]
 
     # -- internals ----------------------------------------------------------------------
 
@@ -709,17 +797,23 @@ class Speaker:
         slots = trio.Semaphore(self.lookahead + 1)
         task_status.started()
         while True:
-            while not self._queue:
+            if self._outage is not None:
+                await self._restore_output()
+                continue
+            queue = self._held or self._queue
+            if not queue:
                 await self._queue_changed.wait()
-            part = self._queue[0]
+                continue
+            part = queue[0]
             if part.utterance._cancel_requested or part.utterance.done:
-                self._queue.popleft()
+                queue.pop(0) if isinstance(queue, list) else queue.popleft()
                 continue
             await slots.acquire()
-            if not self._queue or self._queue[0] is not part:  # dropped meanwhile
-                slots.release()
+            queue = self._held or self._queue
+            if self._outage is not None or not queue or queue[0] is not part:
+                slots.release()  # dropped, or the output failed, meanwhile
                 continue
-            self._queue.popleft()
+            queue.pop(0) if isinstance(queue, list) else queue.popleft()
             if part.utterance._cancel_requested:
                 slots.release()
                 continue
@@ -754,7 +848,112 @@ class Speaker:
             part.playback = playback
             turn = self._last_part.all_written if self._last_part is not None else None
             self._last_part = playback
+            self._inflight.append(part)
             self._nursery.start_soon(self._run_part, part, playback, turn, slots, tap, key)
+
+    # -- output outages ------------------------------------------------------------------
+
+    def _output_lost(self, error: AudioDeviceError) -> bool:
+        """A part failed with ``error``: was it the output failing (then hold the queue
+        and start an outage), and can the speaker wait for it to come back?"""
+        sink = self.sink
+        if self._outage is None:
+            if (
+                self.device_retry_s <= 0
+                or self._closed
+                or not isinstance(sink, BufferedSink)
+                or sink.failed is None
+            ):
+                return False
+            self._outage = _Outage(trio.current_time(), str(sink.failed), sink.audio_format)
+            self._outage_count += 1
+            self._last_part = None
+            for other in self._inflight:  # parts downloading ahead start again later
+                self._held_now.add(other)
+                if other.playback is not None:
+                    other.playback.cancel()
+            self._wake_conveyor()
+        return True
+
+    def _hold(self, part: _Part) -> None:
+        """Keep ``part`` for after the outage: the rest of its text if some was heard
+        (from the first word not heard whole), else all of it."""
+        utt = part.utterance
+        if utt._cancel_requested or utt.done:
+            return
+        got = _part_heard(part)
+        if got is None:
+            new = utt._hold_part(part, None)
+        else:
+            heard, whole = got
+            part.heard_text = heard
+            new = utt._hold_part(part, "" if whole else part.request.input[len(heard) :].lstrip())
+        if self._outage is not None:
+            self._outage.resumed.add(utt)
+        if new is not None:
+            self._held.append(new)
+            self._held.sort(key=lambda p: (self._order(p.utterance), p.utterance._parts.index(p)))
+
+    def _order(self, utt: Utterance) -> int:
+        return self._active.index(utt) if utt in self._active else len(self._active)
+
+    def _outage_record(
+        self, ended_at: float | None = None, recovered: bool = False, failed: int = 0
+    ) -> DeviceOutage:
+        o = self._outage
+        assert o is not None
+        return DeviceOutage(
+            started_at=o.started_at,
+            ended_at=ended_at,
+            reason=o.reason,
+            attempts=o.attempts,
+            recovered=recovered,
+            resumed=len(o.resumed) if recovered else 0,
+            failed=failed,
+        )
+
+    async def _restore_output(self) -> None:
+        """The conveyor, during an outage: reopen the output on the schedule of
+        :class:`Reopening`; on success the held parts go first, on giving up they fail."""
+        o = self._outage
+        assert o is not None
+        sink = self.sink
+        assert isinstance(sink, BufferedSink)
+        for part in list(self._inflight):  # let the parts still running end (cancelled)
+            if part.playback is not None:
+                await part.playback._done.wait()  # (they are held as they end)
+        schedule = Reopening(o.started_at, self.device_retry_s)
+        while True:
+            o.attempts += 1
+            try:
+                await sink.recover()
+                if o.format is not None:
+                    await sink.open(o.format)
+                break
+            except AudioDeviceError as exc:
+                at = schedule.failed_attempt(trio.current_time())
+                if at is None or self._closed:
+                    self._give_up(str(exc))
+                    return
+                await trio.sleep_until(at)
+        now = trio.current_time()
+        self._outages.append(self._outage_record(now, recovered=True))
+        self._outage_s += now - o.started_at
+        self._outage = None
+
+    def _give_up(self, last_error: str) -> None:
+        o = self._outage
+        assert o is not None
+        message = (
+            f"{o.reason}; it did not come back within {self.device_retry_s:g} s "
+            f"(last try: {last_error})"
+        )
+        failed = {p.utterance for p in self._held} | o.resumed
+        self._held.clear()
+        self._outages.append(self._outage_record(None, recovered=False, failed=len(failed)))
+        self._outage = None
+        for utt in failed:
+            utt._fail(AudioDeviceError(message))
 
     async def _source_for(self, request: SpeechRequest) -> tuple[Source, Flight | None, str]:
         if self.cache is None:
@@ -791,8 +990,17 @@ class Speaker:
             except TTSStreamError as exc:
                 error = exc
             finally:
+                if part in self._inflight:
+                    self._inflight.remove(part)
                 self._measure(part, playback)
-                if part.auto_format:
+                if isinstance(error, AudioDeviceError) and self._output_lost(error):
+                    error = None
+                    self._held_now.discard(part)
+                    self._hold(part)
+                elif part in self._held_now:
+                    self._held_now.discard(part)
+                    self._hold(part)
+                elif part.auto_format:
                     self._learn_format(part.request.response_format, playback, error)
                 part.utterance._part_ended(part, error)
 
@@ -873,6 +1081,7 @@ async def open_speaker(
     cache: bool | PhraseCache | None = None,
     text_filter: Callable[[], TextFilter] | None = MarkdownFilter,
     playout: str | None = None,
+    device_retry_s: float = 30.0,
 ) -> AsyncIterator[Speaker]:
     """A :class:`Speaker` with one output and one HTTP client for all its utterances.
 
@@ -913,6 +1122,13 @@ async def open_speaker(
             (docs/benchmarks.rst has the numbers), exact for compressed formats and on
             any other output, so files and test sinks receive the exact samples; a
             playout the config names is kept.
+        device_retry_s: When the output fails (the sound server died, the headset was
+            unplugged), how long to keep trying to reopen it (at once, then backing off
+            from 0.1 to 2 s) while holding the queue. When it comes back, the utterance
+            that was playing resumes at its first word not heard whole and the queue
+            follows; when the time runs out they fail with the output's
+            :class:`AudioDeviceError`. ``0``: fail at once. :attr:`Speaker.outages`
+            reports each outage. Works with every :class:`BufferedSink` output.
 
     Raises:
         ConfigError: An argument is out of range.
@@ -923,6 +1139,8 @@ async def open_speaker(
         raise ConfigError(f"pause_ms={pause_ms!r} is invalid: it must be 0..10000")
     if not (math.isfinite(fade_ms) and 0 <= fade_ms <= 200):
         raise ConfigError(f"fade_ms={fade_ms!r} is invalid: it must be 0..200")
+    if not (math.isfinite(device_retry_s) and 0 <= device_retry_s <= 86400):
+        raise ConfigError(f"device_retry_s={device_retry_s!r} is invalid: it must be 0..86400")
     if not isinstance(max_chars, int) or max_chars < 16:
         raise ConfigError(f"max_chars={max_chars!r} is invalid: it must be at least 16")
     config = config if config is not None else StreamConfig.from_env()
@@ -954,6 +1172,7 @@ async def open_speaker(
             max_chars=max_chars,
             cache=phrase_cache,
             text_filter=text_filter,
+            device_retry_s=device_retry_s,
         )
         with unwrap_single_exception():
             async with trio.open_nursery() as nursery:
